@@ -1,0 +1,46 @@
+"""convcore: convolution as matrix multiplication (im2col + GEMM + col2im) on any array library.
+
+The public functions validate their arguments, infer the array namespace of
+their inputs and hand the work to a backend chosen by the ``backend=`` keyword,
+:func:`use_backend`, :func:`set_backend`, ``CONVCORE_BACKEND``, a configuration
+file, or ``auto``.  Importing convcore imports no backend library (no numba,
+cupy or torch).
+"""
+
+from ._api import col2im, conv2d, conv2d_backward, im2col, reshape_gemm_output, resolve_backend
+from ._config import get_backend, set_backend, use_backend
+from ._registry import BackendInfo, BackendSpec, available_backends, register_backend
+from ._version import __version__
+from .errors import (
+    BackendCapabilityError,
+    BackendUnavailableError,
+    ConvcoreError,
+    UnknownBackendError,
+)
+from .geometry import ConvGeometry, conv_geometry, conv_output_size
+from .layers import Conv2D
+
+__all__ = [
+    "BackendCapabilityError",
+    "BackendInfo",
+    "BackendSpec",
+    "BackendUnavailableError",
+    "Conv2D",
+    "ConvGeometry",
+    "ConvcoreError",
+    "UnknownBackendError",
+    "__version__",
+    "available_backends",
+    "col2im",
+    "conv2d",
+    "conv2d_backward",
+    "conv_geometry",
+    "conv_output_size",
+    "get_backend",
+    "im2col",
+    "register_backend",
+    "reshape_gemm_output",
+    "resolve_backend",
+    "set_backend",
+    "use_backend",
+]

@@ -1,0 +1,371 @@
+"""The backend registry: discovery through pluggy, dispatch through a typed table.
+
+Plugins are found once, lazily, through the entry-point group
+``convcore.backends``; each registers :class:`BackendSpec` objects through the
+``convcore_register_backends(register)`` hook.  After that, choosing a kernel is
+a dictionary lookup plus a capability check: no pluggy call per convolution.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import array_api_compat
+import pluggy
+
+from . import hookspecs
+from .errors import BackendUnavailableError, UnknownBackendError
+
+__all__ = [
+    "ALL_OPS",
+    "BackendInfo",
+    "BackendSpec",
+    "available_backends",
+    "get_registry",
+    "register_backend",
+    "reload_registry",
+]
+
+#: The operations a backend may implement (see the kernel interface in the docs).
+ALL_OPS = frozenset({"im2col", "col2im", "conv", "conv_backward"})
+
+_DTYPE_NAMES = (
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+)
+
+
+def _frozen(value, name: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"BackendSpec.{name} must be a collection of strings, got {value!r}")
+    return frozenset(value)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What a backend declares when it registers.
+
+    Parameters
+    ----------
+    name : str
+        Name users select it by (``backend="name"``).
+    load : callable
+        ``load() -> Mapping[str, Callable]`` returns the kernels, keyed by op name
+        (``"im2col"``, ``"col2im"``, ``"conv"``, ``"conv_backward"``).  Called
+        once, on first use: heavy imports belong here.
+    ops : collection of str
+        The ops ``load`` provides.
+    dtypes : collection of str
+        Supported dtype names, e.g. ``{"float32", "float64"}``.
+    namespaces : collection of str or None
+        Array namespaces it accepts (``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``,
+        ``"dask"``, ``"array_api_strict"``, ...), or None for any array-API namespace.
+    devices : collection of str or None
+        Device kinds it accepts (``"cpu"``, ``"cuda"``), or None for any.
+    priority : int
+        ``auto`` prefers the highest priority among the backends that can run the input.
+    version : str or None
+        Version shown by :func:`available_backends`.
+    description : str
+        One line for listings.
+    check_available : callable or None
+        ``check_available() -> str | None``: None when the backend can run here,
+        otherwise the reason it cannot (e.g. ``"cupy is not installed"``).  Called
+        once, lazily.
+    """
+
+    name: str
+    load: Callable[[], Mapping[str, Callable[..., Any]]]
+    ops: frozenset[str]
+    dtypes: frozenset[str] = frozenset({"float32", "float64"})
+    namespaces: frozenset[str] | None = None
+    devices: frozenset[str] | None = frozenset({"cpu"})
+    priority: int = 0
+    version: str | None = None
+    description: str = ""
+    check_available: Callable[[], str | None] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"BackendSpec.name must be an identifier, got {self.name!r}")
+        if self.name == "auto":
+            raise ValueError("BackendSpec.name 'auto' is reserved")
+        if not callable(self.load):
+            raise TypeError(f"BackendSpec.load must be callable, got {self.load!r}")
+        for attr in ("ops", "dtypes", "namespaces", "devices"):
+            object.__setattr__(self, attr, _frozen(getattr(self, attr), attr))
+        unknown = self.ops - ALL_OPS
+        if unknown:
+            raise ValueError(
+                f"BackendSpec.ops has unknown ops {sorted(unknown)}; known: {sorted(ALL_OPS)}"
+            )
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """A backend as reported by :func:`available_backends`."""
+
+    name: str
+    available: bool
+    reason: str | None
+    version: str | None
+    priority: int
+    description: str
+    ops: frozenset[str]
+    dtypes: frozenset[str]
+    namespaces: frozenset[str] | None
+    devices: frozenset[str] | None
+    plugin: str = field(default="")
+
+
+def namespace_name(xp) -> str:
+    """Short name of an array namespace (``"numpy"``, ``"torch"``, ...)."""
+    checks = (
+        ("numpy", array_api_compat.is_numpy_namespace),
+        ("cupy", array_api_compat.is_cupy_namespace),
+        ("torch", array_api_compat.is_torch_namespace),
+        ("dask", array_api_compat.is_dask_namespace),
+        ("jax", array_api_compat.is_jax_namespace),
+        ("array_api_strict", array_api_compat.is_array_api_strict_namespace),
+        ("ndonnx", array_api_compat.is_ndonnx_namespace),
+        ("sparse", array_api_compat.is_pydata_sparse_namespace),
+    )
+    for name, check in checks:
+        if check(xp):
+            return name
+    return getattr(xp, "__name__", type(xp).__name__)
+
+
+def device_kind(xp_name: str, x) -> str:
+    """Kind of device an array lives on (``"cpu"``, ``"cuda"``, ...)."""
+    if xp_name in ("numpy", "array_api_strict"):
+        return "cpu"
+    if xp_name == "cupy":
+        return "cuda"
+    if xp_name == "dask":
+        meta = getattr(x, "_meta", None)
+        return "cuda" if array_api_compat.is_cupy_array(meta) else "cpu"
+    dev = array_api_compat.device(x)
+    kind = getattr(dev, "type", None) or getattr(dev, "platform", None) or str(dev)
+    return "cuda" if kind == "gpu" else str(kind)
+
+
+def dtype_name(xp, dtype) -> str:
+    """Standard name of ``dtype`` in namespace ``xp`` (``"float32"``, ...)."""
+    for name in _DTYPE_NAMES:
+        candidate = getattr(xp, name, None)
+        if candidate is not None and dtype == candidate:
+            return name
+    return str(dtype)
+
+
+class BackendRegistry:
+    """Backends by name, their lazily loaded kernels and availability."""
+
+    def __init__(self, disabled: frozenset[str] = frozenset()):
+        self.disabled = disabled
+        self._specs: dict[str, BackendSpec] = {}
+        self._plugin_of: dict[str, str] = {}
+        self._kernels: dict[str, Mapping[str, Callable[..., Any]]] = {}
+        self._reasons: dict[str, str | None] = {}
+        self._lock = threading.RLock()
+
+    # -- registration -------------------------------------------------------
+    def register(self, spec: BackendSpec, *, plugin: str = "<runtime>") -> None:
+        """Add ``spec``; a backend named in ``CONVCORE_DISABLED_BACKENDS`` is skipped."""
+        if not isinstance(spec, BackendSpec):
+            raise TypeError(f"register() expects a BackendSpec, got {type(spec).__name__}")
+        if spec.name in self.disabled:
+            return
+        with self._lock:
+            if spec.name in self._specs:
+                raise ValueError(
+                    f"backend {spec.name!r} is already registered "
+                    f"(by plugin {self._plugin_of[spec.name]!r})"
+                )
+            self._specs[spec.name] = spec
+            self._plugin_of[spec.name] = plugin
+
+    def load_plugins(self, group: str = hookspecs.ENTRY_POINT_GROUP) -> None:
+        """Import the entry points of ``group`` (except disabled ones) and call their hook."""
+        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        pm.add_hookspecs(hookspecs)
+        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+            if ep.name in self.disabled or pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not break convcore
+                self._broken_plugin(ep.name, f"plugin {ep.value!r} failed to import: {exc!r}")
+                continue
+            pm.register(plugin, name=ep.name)
+        for impl in pm.hook.convcore_register_backends.get_hookimpls():
+            plugin_name = impl.plugin_name
+
+            def register(spec: BackendSpec, _plugin=plugin_name) -> None:
+                self.register(spec, plugin=_plugin)
+
+            impl.function(register=register)
+
+    def _broken_plugin(self, name: str, reason: str) -> None:
+        def load():
+            raise BackendUnavailableError(reason)
+
+        spec = BackendSpec(
+            name=name if name.isidentifier() else "broken_plugin",
+            load=load,
+            ops=frozenset(),
+            description="plugin that failed to import",
+            check_available=lambda: reason,
+        )
+        if spec.name not in self._specs:
+            self.register(spec, plugin=name)
+
+    # -- queries ------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self._specs, key=lambda n: (-self._specs[n].priority, n))
+
+    def spec(self, name: str) -> BackendSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownBackendError(
+                f"unknown backend {name!r}; available backends: "
+                f"{', '.join(['auto', *self.names()])}"
+            ) from None
+
+    def unavailable_reason(self, name: str) -> str | None:
+        """None when backend ``name`` can run here, else why not (cached)."""
+        with self._lock:
+            if name not in self._reasons:
+                check = self.spec(name).check_available
+                try:
+                    reason = check() if check is not None else None
+                except Exception as exc:
+                    reason = f"availability check failed: {exc!r}"
+                self._reasons[name] = reason
+            return self._reasons[name]
+
+    def kernels(self, name: str) -> Mapping[str, Callable[..., Any]]:
+        """The kernels of backend ``name``, loading them on first use."""
+        kernels = self._kernels.get(name)
+        if kernels is not None:
+            return kernels
+        reason = self.unavailable_reason(name)
+        if reason is not None:
+            raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
+        with self._lock:
+            if name not in self._kernels:
+                self._kernels[name] = dict(self.spec(name).load())
+            return self._kernels[name]
+
+    def capability_problem(self, name: str, op: str, xp_name: str, device: str, dtype: str):
+        """None when ``name`` declares support for this input, else the reason."""
+        spec = self.spec(name)
+        if op not in spec.ops:
+            return f"it does not implement {op!r} (it implements {sorted(spec.ops)})"
+        if spec.namespaces is not None and xp_name not in spec.namespaces:
+            return f"it does not accept {xp_name} arrays (it accepts {sorted(spec.namespaces)})"
+        if spec.devices is not None and device not in spec.devices:
+            return f"it does not run on {device!r} devices (it runs on {sorted(spec.devices)})"
+        if dtype not in spec.dtypes:
+            return f"it does not support dtype {dtype} (it supports {sorted(spec.dtypes)})"
+        return None
+
+    def info(self, name: str) -> BackendInfo:
+        spec = self.spec(name)
+        reason = self.unavailable_reason(name)
+        return BackendInfo(
+            name=spec.name,
+            available=reason is None,
+            reason=reason,
+            version=spec.version,
+            priority=spec.priority,
+            description=spec.description,
+            ops=spec.ops,
+            dtypes=spec.dtypes,
+            namespaces=spec.namespaces,
+            devices=spec.devices,
+            plugin=self._plugin_of[name],
+        )
+
+
+_registry: BackendRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def _disabled_from_env() -> frozenset[str]:
+    raw = os.environ.get("CONVCORE_DISABLED_BACKENDS", "")
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def get_registry() -> BackendRegistry:
+    """The process-wide registry, built on first use."""
+    global _registry
+    registry = _registry
+    if registry is None:
+        with _registry_lock:
+            if _registry is None:
+                registry = BackendRegistry(_disabled_from_env())
+                registry.load_plugins()
+                _registry = registry
+            registry = _registry
+    return registry
+
+
+def reload_registry() -> BackendRegistry:
+    """Forget every backend and discover the plugins again.
+
+    Re-reads ``CONVCORE_DISABLED_BACKENDS`` and the installed entry points; backends
+    added with :func:`register_backend` are dropped.  Meant for tests and for
+    sessions that install a plugin while running.
+    """
+    global _registry
+    with _registry_lock:
+        _registry = None
+    return get_registry()
+
+
+def register_backend(spec: BackendSpec) -> None:
+    """Register a backend at run time, without an entry point.
+
+    Handy in notebooks and tests; packages should use the entry-point group
+    ``convcore.backends`` so that their backend is found without being imported
+    by hand.
+    """
+    get_registry().register(spec)
+
+
+def available_backends() -> list[BackendInfo]:
+    """Every registered backend, best first, with availability and capabilities.
+
+    Returns
+    -------
+    list of BackendInfo
+        ``name``, ``available`` and ``reason`` (why not, when unavailable),
+        ``version``, ``priority``, ``description``, ``ops``, ``dtypes``,
+        ``namespaces`` (None = any array-API namespace), ``devices`` and the
+        ``plugin`` (entry-point name) that registered it.
+    """
+    registry = get_registry()
+    return [registry.info(name) for name in registry.names()]

@@ -1,0 +1,32 @@
+"""Exceptions raised by convcore.
+
+Every error convcore raises for a user mistake is a ``ValueError`` or a
+``TypeError`` (or ``RuntimeError`` for a backend that cannot run on this
+machine), so ordinary ``except`` clauses keep working; the subclasses below let
+callers tell backend problems apart.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendCapabilityError",
+    "BackendUnavailableError",
+    "ConvcoreError",
+    "UnknownBackendError",
+]
+
+
+class ConvcoreError(Exception):
+    """Base class of the backend-related errors raised by convcore."""
+
+
+class UnknownBackendError(ConvcoreError, ValueError):
+    """A backend name that no installed (and enabled) plugin registers."""
+
+
+class BackendUnavailableError(ConvcoreError, RuntimeError):
+    """The backend is registered but cannot run here (library or device missing)."""
+
+
+class BackendCapabilityError(ConvcoreError, TypeError):
+    """The selected backend does not support this input (namespace, device, dtype or op)."""
