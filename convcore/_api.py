@@ -10,7 +10,7 @@ import array_api_compat
 
 from ._config import AUTO, requested_backend
 from ._registry import device_kind, dtype_name, get_registry, namespace_name
-from .errors import BackendCapabilityError
+from .errors import BackendCapabilityError, BackendUnavailableError
 from .geometry import conv_geometry
 
 if TYPE_CHECKING:
@@ -135,6 +135,11 @@ def _select(op: str, xp, ref, backend: str | None) -> tuple[str, Callable]:
             f"no backend can run {op} on {xp_name} {dtype} arrays on {device!r}; "
             + "; ".join(declined)
         )
+    reason = registry.unavailable_reason(name)
+    if reason is not None:
+        raise BackendUnavailableError(
+            f"backend {name!r} (selected by {source}) is unavailable: {reason}"
+        )
     problem = registry.capability_problem(name, op, xp_name, device, dtype)
     if problem is not None:
         raise BackendCapabilityError(
@@ -256,6 +261,10 @@ def col2im(
     """
     xp = _namespace(cols=cols)
     _check_ndim("cols", cols, "N, C*KH*KW, L")
+    if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__"):
+        raise TypeError(f"input_size must be a pair (H, W), got {input_size!r}")
+    if len(input_size) != 2:
+        raise ValueError(f"input_size must be a pair (H, W), got {input_size!r}")
     geom = conv_geometry(input_size, kernel_size, stride=stride, padding=padding, dilation=dilation)
     n, rows, length = cols.shape
     k = geom.kernel_numel
@@ -320,7 +329,12 @@ def _conv_setup(func, x, weight, bias, groups, stride, padding, dilation, grad_o
     if bias is not None and tuple(bias.shape) != (f,):
         raise ValueError(f"bias must have shape ({f},) for F={f} filters, got {tuple(bias.shape)}")
     geom = conv_geometry(
-        shape[2:], tuple(weight.shape[2:]), stride=stride, padding=padding, dilation=dilation
+        shape[2:],
+        tuple(weight.shape[2:]),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        kernel_name="weight's kernel size (KH, KW)",
     )
     if grad_out is not None:
         expected = (shape[0], f, *geom.output_size)

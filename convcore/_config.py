@@ -30,6 +30,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from ._registry import get_registry
+from .errors import UnknownBackendError
 
 __all__ = ["get_backend", "set_backend", "use_backend", "config_files"]
 
@@ -46,7 +47,10 @@ def _check_name(name, source: str) -> str:
         raise TypeError(f"backend from {source} must be a string, got {name!r}")
     name = name.strip()
     if name != AUTO:
-        get_registry().spec(name)  # raises UnknownBackendError listing the names
+        try:
+            get_registry().spec(name)
+        except UnknownBackendError as exc:
+            raise UnknownBackendError(f"{exc} (the name came from {source})") from None
     return name
 
 

@@ -43,9 +43,10 @@ def _is_sequence(value) -> bool:
     """True for lists, tuples and 1-D arrays; False for scalars (incl. NumPy ints)."""
     if isinstance(value, (str, bytes)):
         return False
-    return isinstance(value, Sequence) or (
-        hasattr(value, "__len__") and not hasattr(value, "__index__")
-    )
+    ndim = getattr(value, "ndim", None)  # NumPy (and other) arrays and array scalars
+    if ndim is not None:
+        return ndim > 0
+    return isinstance(value, Sequence)
 
 
 def normalize_tuple(value, nd: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
@@ -216,6 +217,7 @@ def conv_geometry(
     stride=1,
     padding=0,
     dilation=1,
+    kernel_name: str = "kernel_size",
 ) -> ConvGeometry:
     """Validate the options and resolve them against an input size.
 
@@ -231,6 +233,9 @@ def conv_geometry(
         See :func:`normalize_padding`.  ``"same"`` follows TensorFlow/JAX: the
         output has ``ceil(input / stride)`` entries per axis and an odd total pad
         puts the extra row/column at the bottom/right.
+    kernel_name : str, optional
+        How error messages call the kernel size (``"weight kernel (KH, KW)"`` when
+        it comes from a weight array).
 
     Returns
     -------
@@ -247,7 +252,7 @@ def conv_geometry(
     if nd == 0:
         raise ValueError("input_size must have at least one spatial axis, got ()")
     size = normalize_tuple(input_size, nd, "input_size", minimum=1)
-    kernel = normalize_tuple(kernel_size, nd, "kernel_size", minimum=1)
+    kernel = normalize_tuple(kernel_size, nd, kernel_name, minimum=1)
     strides = normalize_tuple(stride, nd, "stride", minimum=1)
     dilations = normalize_tuple(dilation, nd, "dilation", minimum=1)
     pads = normalize_padding(padding, nd)
@@ -260,7 +265,7 @@ def conv_geometry(
         padded = size[i] + pads[2 * i] + pads[2 * i + 1]
         if k_eff[i] > padded:
             raise ValueError(
-                f"kernel_size {kernel!r} with dilation {dilations!r} spans {k_eff[i]} along "
+                f"{kernel_name} {kernel!r} with dilation {dilations!r} spans {k_eff[i]} along "
                 f"the {names[i]} axis, larger than the padded input size {padded} "
                 f"(input {size[i]} + padding {pads[2 * i]} + {pads[2 * i + 1]})"
             )
