@@ -1,0 +1,399 @@
+"""Every backend x namespace x dtype against the naive loop oracle (tests/reference.py)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+from reference import (
+    CASES,
+    case_inputs,
+    col2im_ref_loops,
+    conv2d_backward_ref,
+    conv2d_ref,
+    conv2d_ref_at,
+    im2col_ref_column,
+    im2col_ref_loops,
+    resolve_padding,
+)
+
+import convcore
+
+case_param = pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+
+
+@functools.cache
+def expected(case, dtype_name):
+    """Oracle results for ``case`` on the inputs of :func:`case_inputs` in ``dtype``."""
+    x, w, b, g, cols = case_inputs(case, np.dtype(dtype_name))
+    kw = case.ref_kwargs()
+    dx, dw, db = conv2d_backward_ref(g, x, w, groups=case.groups, **kw)
+    return {
+        "conv": conv2d_ref(x, w, b, groups=case.groups, **kw),
+        "conv_nobias": conv2d_ref(x, w, None, groups=case.groups, **kw),
+        "dx": dx,
+        "dw": dw,
+        "db": db,
+        "im2col": im2col_ref_loops(x, case.kernel, **kw),
+        "col2im": col2im_ref_loops(cols, (case.H, case.W), case.kernel, **kw),
+    }
+
+
+def assert_unchanged(ns, arrays, originals):
+    """The arrays passed to convcore still hold their original values."""
+    for arr, orig in zip(arrays, originals, strict=True):
+        np.testing.assert_array_equal(ns.to_numpy(arr), orig)
+
+
+def check_output(ns, out, like, shape):
+    """Namespace, dtype and shape of a convcore result."""
+    assert ns.is_native(out), f"expected a {ns.name} array, got {type(out).__name__}"
+    assert out.dtype == like.dtype, (out.dtype, like.dtype)
+    assert tuple(out.shape) == tuple(shape)
+
+
+# --------------------------------------------------------------------------
+# Parity: conv2d, conv2d_backward, im2col, col2im
+# --------------------------------------------------------------------------
+
+
+@case_param
+def test_conv2d(case, backend, ns, dtype, assert_close):
+    backend.require("conv", ns=ns, dtype=dtype)
+    x, w, b, _, _ = case_inputs(case, dtype)
+    xa, wa, ba = ns.asarray(x), ns.asarray(w), ns.asarray(b)
+    out = convcore.conv2d(xa, wa, ba, groups=case.groups, backend=backend.name, **case.api_kwargs())
+    check_output(ns, out, xa, case.out_shape)
+    assert_close(ns.to_numpy(out), expected(case, dtype.name)["conv"])
+    assert_unchanged(ns, (xa, wa, ba), (x, w, b))
+
+
+@case_param
+def test_conv2d_without_bias(case, backend, ns, assert_close):
+    dtype = np.dtype(np.float64)
+    backend.require("conv", ns=ns, dtype=dtype)
+    x, w, _, _, _ = case_inputs(case, dtype)
+    out = convcore.conv2d(
+        ns.asarray(x),
+        ns.asarray(w),
+        groups=case.groups,
+        backend=backend.name,
+        **case.api_kwargs(),
+    )
+    assert_close(ns.to_numpy(out), expected(case, dtype.name)["conv_nobias"])
+
+
+@case_param
+def test_conv2d_backward(case, backend, ns, dtype, assert_close):
+    backend.require("conv_backward", ns=ns, dtype=dtype)
+    x, w, _, g, _ = case_inputs(case, dtype)
+    ga, xa, wa = ns.asarray(g), ns.asarray(x), ns.asarray(w)
+    dx, dw, db = convcore.conv2d_backward(
+        ga, xa, wa, groups=case.groups, backend=backend.name, **case.api_kwargs()
+    )
+    check_output(ns, dx, xa, x.shape)
+    check_output(ns, dw, xa, w.shape)
+    check_output(ns, db, xa, (case.F,))
+    ref = expected(case, dtype.name)
+    assert_close(ns.to_numpy(dx), ref["dx"], err_msg="dx")
+    assert_close(ns.to_numpy(dw), ref["dw"], err_msg="dw")
+    assert_close(ns.to_numpy(db), ref["db"], err_msg="db")
+    assert_unchanged(ns, (ga, xa, wa), (g, x, w))
+
+
+@case_param
+def test_im2col(case, backend, ns, dtype):
+    backend.require("im2col", ns=ns, dtype=dtype)
+    x, _, _, _, _ = case_inputs(case, dtype)
+    xa = ns.asarray(x)
+    cols = convcore.im2col(xa, case.kernel, backend=backend.name, **case.api_kwargs())
+    check_output(ns, cols, xa, case.cols_shape)
+    # im2col only copies values: exact in any dtype.
+    np.testing.assert_array_equal(ns.to_numpy(cols), expected(case, dtype.name)["im2col"])
+    assert_unchanged(ns, (xa,), (x,))
+
+
+@case_param
+def test_col2im(case, backend, ns, dtype, assert_close):
+    backend.require("col2im", ns=ns, dtype=dtype)
+    _, _, _, _, cols = case_inputs(case, dtype)
+    ca = ns.asarray(cols)
+    img = convcore.col2im(
+        ca, (case.H, case.W), case.kernel, backend=backend.name, **case.api_kwargs()
+    )
+    check_output(ns, img, ca, case.x_shape)
+    assert_close(ns.to_numpy(img), expected(case, dtype.name)["col2im"])
+    assert_unchanged(ns, (ca,), (cols,))
+
+
+@case_param
+def test_conv2d_is_im2col_gemm(case, backend, np_ns, assert_close):
+    """conv2d == reshape(W_mat @ im2col(x)) per group: the identity the package is named for."""
+    backend.require("im2col", ns=np_ns, dtype=np.float64)
+    x, w, b, _, _ = case_inputs(case, np.float64)
+    cols = convcore.im2col(x, case.kernel, backend=backend.name, **case.api_kwargs())
+    G, F, N = case.groups, case.F, case.N
+    Ho, Wo = case.out_size
+    cols_g = cols.reshape(N, G, -1, Ho * Wo)
+    w_g = w.reshape(G, F // G, -1)
+    y = np.einsum("gfk,ngkl->ngfl", w_g, cols_g).reshape(N, F, Ho * Wo) + b[:, None]
+    out = convcore.reshape_gemm_output(y, (Ho, Wo))
+    assert_close(out, expected(case, "float64")["conv"])
+
+
+# --------------------------------------------------------------------------
+# "same" padding: TensorFlow / JAX split, also with stride > 1
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 4, 5, 7, 8, 10])
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_same_output_size_is_ceil(size, kernel, stride, dilation):
+    expected_size = (math.ceil(size / stride), math.ceil((size + 1) / stride))
+    got = convcore.conv_output_size(
+        (size, size + 1), kernel, stride=stride, padding="same", dilation=dilation
+    )
+    assert tuple(got) == expected_size
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "split"),
+    [
+        ((4, 5), (2, 2), 1, (0, 1, 0, 1)),
+        ((7, 6), (4, 3), 1, (1, 2, 1, 1)),
+        ((8, 7), (3, 3), 2, (0, 1, 1, 1)),
+        ((10, 12), (3, 4), 3, (1, 1, 0, 1)),
+        ((6, 6), (3, 3), 2, (0, 1, 0, 1)),
+    ],
+    ids=["k2s1", "k4x3s1", "k3s2", "k3x4s3", "k3s2_even"],
+)
+def test_same_puts_extra_padding_bottom_right(
+    size, kernel, stride, split, backend, np_ns, assert_close
+):
+    """Odd total padding goes after (bottom/right), as in TensorFlow / JAX."""
+    backend.require("conv", ns=np_ns, dtype=np.float64)
+    assert resolve_padding("same", size, kernel, stride) == split
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 2, *size))
+    w = rng.standard_normal((2, 2, *kernel))
+    out = convcore.conv2d(x, w, stride=stride, padding="same", backend=backend.name)
+    assert out.shape[2:] == tuple(math.ceil(s / stride) for s in size)
+    assert_close(out, conv2d_ref(x, w, stride=stride, padding=split))
+    # The mirrored split (extra on top/left) gives different numbers.
+    mirrored = (split[1], split[0], split[3], split[2])
+    assert not np.allclose(out, conv2d_ref(x, w, stride=stride, padding=mirrored))
+
+
+# --------------------------------------------------------------------------
+# Layout, empties, reshape
+# --------------------------------------------------------------------------
+
+
+def _noncontiguous(a):
+    """A non-contiguous view of ``a`` holding the same values."""
+    if a.ndim == 1:
+        out = np.zeros(2 * a.size, dtype=a.dtype)[::2]
+        out[...] = a
+        return out
+    view = np.ascontiguousarray(np.swapaxes(a, -1, -2)).swapaxes(-1, -2)
+    assert not view.flags.c_contiguous or a.shape[-1] == 1 or a.shape[-2] == 1
+    return view
+
+
+@case_param
+def test_noncontiguous_numpy_inputs(case, backend, np_ns, assert_close):
+    backend.require(ns=np_ns, dtype=np.float64)
+    x, w, b, g, cols = case_inputs(case, np.float64)
+    ref = expected(case, "float64")
+    xn, wn, bn, gn, cn = map(_noncontiguous, (x, w, b, g, cols))
+    kw = dict(backend=backend.name, **case.api_kwargs())
+    if "conv" in backend.info.ops:
+        assert_close(convcore.conv2d(xn, wn, bn, groups=case.groups, **kw), ref["conv"])
+    if "conv_backward" in backend.info.ops:
+        dx, dw, db = convcore.conv2d_backward(gn, xn, wn, groups=case.groups, **kw)
+        assert_close(dx, ref["dx"])
+        assert_close(dw, ref["dw"])
+        assert_close(db, ref["db"])
+    if "im2col" in backend.info.ops:
+        np.testing.assert_array_equal(convcore.im2col(xn, case.kernel, **kw), ref["im2col"])
+    if "col2im" in backend.info.ops:
+        assert_close(convcore.col2im(cn, (case.H, case.W), case.kernel, **kw), ref["col2im"])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c.id in ("asym_pad_4", "groups2", "same_s2_dilated")],
+    ids=lambda c: c.id,
+)
+def test_noncontiguous_torch_inputs(case, backend, make_ns, assert_close):
+    torch_ns = make_ns("torch")
+    backend.require("conv", "conv_backward", "im2col", "col2im", ns=torch_ns, dtype=np.float64)
+    x, w, b, g, cols = case_inputs(case, np.float64)
+    ref = expected(case, "float64")
+
+    def nc(a):
+        t = torch_ns.asarray(a)
+        if t.ndim == 1:
+            return t.repeat_interleave(2)[::2]
+        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+    xn, wn, bn, gn, cn = map(nc, (x, w, b, g, cols))
+    assert not xn.is_contiguous() and not bn.is_contiguous()
+    kw = dict(backend=backend.name, **case.api_kwargs())
+    assert_close(
+        torch_ns.to_numpy(convcore.conv2d(xn, wn, bn, groups=case.groups, **kw)), ref["conv"]
+    )
+    grads = convcore.conv2d_backward(gn, xn, wn, groups=case.groups, **kw)
+    for got, name in zip(grads, ("dx", "dw", "db"), strict=True):
+        assert_close(torch_ns.to_numpy(got), ref[name], err_msg=name)
+    np.testing.assert_array_equal(
+        torch_ns.to_numpy(convcore.im2col(xn, case.kernel, **kw)), ref["im2col"]
+    )
+    assert_close(
+        torch_ns.to_numpy(convcore.col2im(cn, (case.H, case.W), case.kernel, **kw)), ref["col2im"]
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c.id in ("basic3x3", "same_s2", "groups3_strided")],
+    ids=lambda c: c.id,
+)
+def test_empty_batch(case, backend, ns, dtype):
+    backend.require(ns=ns, dtype=dtype)
+    x, w, b, g, cols = case_inputs(case, dtype)
+    x0, g0, c0 = ns.asarray(x[:0]), ns.asarray(g[:0]), ns.asarray(cols[:0])
+    wa, ba = ns.asarray(w), ns.asarray(b)
+    kw = dict(backend=backend.name, **case.api_kwargs())
+    if "conv" in backend.info.ops:
+        out = convcore.conv2d(x0, wa, ba, groups=case.groups, **kw)
+        check_output(ns, out, x0, (0, *case.out_shape[1:]))
+    if "conv_backward" in backend.info.ops:
+        dx, dw, db = convcore.conv2d_backward(g0, x0, wa, groups=case.groups, **kw)
+        check_output(ns, dx, x0, (0, *case.x_shape[1:]))
+        check_output(ns, dw, x0, case.w_shape)
+        check_output(ns, db, x0, (case.F,))
+        # No samples: the parameter gradients are zero.
+        np.testing.assert_array_equal(ns.to_numpy(dw), 0)
+        np.testing.assert_array_equal(ns.to_numpy(db), 0)
+    if "im2col" in backend.info.ops:
+        out = convcore.im2col(x0, case.kernel, **kw)
+        check_output(ns, out, x0, (0, *case.cols_shape[1:]))
+    if "col2im" in backend.info.ops:
+        out = convcore.col2im(c0, (case.H, case.W), case.kernel, **kw)
+        check_output(ns, out, c0, (0, *case.x_shape[1:]))
+
+
+@pytest.mark.parametrize(("N", "F", "out_size"), [(1, 1, (1, 1)), (2, 3, (4, 5)), (3, 2, (1, 7))])
+def test_reshape_gemm_output_is_plain_reshape(N, F, out_size, ns, dtype):
+    y = np.random.default_rng(0).standard_normal((N, F, math.prod(out_size))).astype(dtype)
+    ya = ns.asarray(y)
+    out = convcore.reshape_gemm_output(ya, out_size)
+    check_output(ns, out, ya, (N, F, *out_size))
+    np.testing.assert_array_equal(ns.to_numpy(out), y.reshape(N, F, *out_size))
+    assert_unchanged(ns, (ya,), (y,))
+
+
+# --------------------------------------------------------------------------
+# The seed document's worked examples
+# --------------------------------------------------------------------------
+
+
+def test_alexnet_conv1(backend, dtype, np_ns, assert_close):
+    """227x227x3 image, 96 filters of 11x11, stride 4: columns 363 x 3025, output 55x55."""
+    backend.require("conv", "im2col", ns=np_ns, dtype=dtype)
+    rng = np.random.default_rng(227)
+    x = rng.standard_normal((1, 3, 227, 227)).astype(dtype)
+    w = rng.standard_normal((96, 3, 11, 11)).astype(dtype)
+    b = rng.standard_normal(96).astype(dtype)
+    assert convcore.conv_output_size((227, 227), 11, stride=4) == (55, 55)
+    cols = convcore.im2col(x, 11, stride=4, backend=backend.name)
+    assert cols.shape == (1, 363, 3025) and cols.dtype == dtype
+    out = convcore.conv2d(x, w, b, stride=4, backend=backend.name)
+    assert out.shape == (1, 96, 55, 55) and out.dtype == dtype
+    # The oracle is a slow loop: check corners, edges and a random sample of positions.
+    positions = {(0, 0), (0, 54), (54, 0), (54, 54), (27, 13)}
+    positions |= {tuple(p) for p in rng.integers(0, 55, size=(40, 2))}
+    for oh, ow in sorted(positions):
+        np.testing.assert_array_equal(
+            cols[0, :, oh * 55 + ow], im2col_ref_column(x, 0, oh, ow, 11, stride=4)
+        )
+        assert_close(
+            out[0, :, oh, ow],
+            conv2d_ref_at(x, w, b, 0, oh, ow, stride=4),
+            err_msg=f"position {(oh, ow)}",
+        )
+    # The GEMM view of the same computation.
+    gemm = (w.reshape(96, 363).astype(np.float64) @ cols[0].astype(np.float64)) + b[:, None]
+    assert_close(out, convcore.reshape_gemm_output(gemm[None], (55, 55)), dtype)
+
+
+def test_seed_4x4x3_k2_s1_p0_f1(backend, np_ns, dtype):
+    """4x4x3 image, one 2x2x3 filter of ones: a 3x3 output and 12 x 9 columns."""
+    backend.require("conv", "im2col", ns=np_ns, dtype=dtype)
+    x = np.arange(48, dtype=dtype).reshape(1, 3, 4, 4)  # x[c, r, s] = 16c + 4r + s
+    w = np.ones((1, 3, 2, 2), dtype=dtype)
+    out = convcore.conv2d(x, w, stride=1, padding=0, backend=backend.name)
+    i, j = np.meshgrid(np.arange(3), np.arange(3), indexing="ij")
+    # sum over c, di, dj of 16c + 4(i+di) + (j+dj) = 222 + 48 i + 12 j
+    np.testing.assert_array_equal(out, (222 + 48 * i + 12 * j)[None, None].astype(dtype))
+    cols = convcore.im2col(x, 2, backend=backend.name)
+    assert cols.shape == (1, 12, 9)
+    np.testing.assert_array_equal(cols, im2col_ref_loops(x, 2))
+
+
+def test_seed_3x3_image_2x2_kernel(backend, np_ns, dtype):
+    """3x3 image, 2x2 kernel: four 4-entry columns, a 2x2 output, overlap counts."""
+    backend.require("conv", "im2col", "col2im", ns=np_ns, dtype=dtype)
+    x = np.arange(9, dtype=dtype).reshape(1, 1, 3, 3)
+    cols = convcore.im2col(x, 2, backend=backend.name)
+    np.testing.assert_array_equal(
+        cols[0],
+        np.array([[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]], dtype=dtype),
+    )
+    w = np.array([[[[1, 2], [3, 4]]]], dtype=dtype)
+    out = convcore.conv2d(x, w, backend=backend.name)
+    np.testing.assert_array_equal(out, np.array([[[[27, 37], [57, 67]]]], dtype=dtype))
+    # col2im of all-ones columns counts how many windows cover each pixel.
+    counts = convcore.col2im(np.ones((1, 4, 4), dtype=dtype), (3, 3), 2, backend=backend.name)
+    np.testing.assert_array_equal(counts[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+# --------------------------------------------------------------------------
+# Backends refuse what they do not declare (no silent fallback)
+# --------------------------------------------------------------------------
+
+
+def test_namespace_declaration_is_enforced(backend, ns, dtype):
+    """A backend runs exactly the namespaces it declares; others raise BackendCapabilityError.
+
+    ``BackendInfo.namespaces`` (None = any) drives the expectation, so e.g. the
+    "numpy" backend given torch tensors must raise (a TypeError saying why) instead
+    of silently falling back to another backend.
+    """
+    backend.require(dtype=dtype)
+    case = CASES[0]
+    x, w, _, g, cols = case_inputs(case, dtype)
+    xa, wa, ga, ca = map(ns.asarray, (x, w, g, cols))
+    name = backend.name
+    calls = {
+        "conv": lambda: convcore.conv2d(xa, wa, backend=name),
+        "conv_backward": lambda: convcore.conv2d_backward(ga, xa, wa, backend=name),
+        "im2col": lambda: convcore.im2col(xa, case.kernel, backend=name),
+        "col2im": lambda: convcore.col2im(ca, (case.H, case.W), case.kernel, backend=name),
+    }
+    for op, call in calls.items():
+        if op not in backend.info.ops:
+            continue
+        if backend.supports(ns=ns) is None:
+            out = call()
+            assert ns.is_native(out[0] if isinstance(out, tuple) else out), op
+        else:
+            with pytest.raises(convcore.BackendCapabilityError, match=name) as info:
+                call()
+            assert isinstance(info.value, TypeError), op
+            assert ns.name in str(info.value), op
