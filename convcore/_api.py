@@ -194,7 +194,7 @@ def im2col(
         Row ``(c*KH + i)*KW + j`` holds tap ``(i, j)`` of channel ``c``; column
         ``oh*Wo + ow`` is output position ``(oh, ow)``.  This is PyTorch's
         ``torch.nn.functional.unfold`` order.  (MATLAB's ``patch(:)`` order
-        differs; see :mod:`convcore.matlab` when it lands.)
+        differs; :func:`convcore.matlab.im2col_ref` returns that one.)
 
     See Also
     --------

@@ -1,0 +1,683 @@
+"""The seed's MATLAB reference functions, in MATLAB layout, on top of convcore.
+
+Course code written in MATLAB stores a batch as ``(H, W, C, N)`` (rows,
+columns, channels, batch), filters as ``(HH, WW, C, F)`` and flattens a patch
+with ``patch(:)``, MATLAB's column-major order.  This module offers the seed
+document's functions under their own names and argument order, on arrays
+indexed the MATLAB way, so that such code can be ported line by line and its
+results compared number for number with ``matlab_ref/`` running in GNU Octave:
+
+=========================  ====================================================
+``reshape_row_major``      reshape in row-major (C) element order
+``im2col_ref``             one image to the (HH*WW*C) x (H'*W') matrix
+``im2col_back_ref``        the adjoint of ``im2col_ref`` (sums patches back)
+``forward_propagation``    convolution layer forward, (H', W', F, N)
+``backward_propagation``   gradients ``.input``, ``.weight``, ``.bias``
+``ConvolutionLayer``       the seed's layer: cached forward, then backward
+=========================  ====================================================
+
+Everything runs through the public API (:func:`convcore.im2col`,
+:func:`convcore.col2im`, :func:`convcore.conv2d`,
+:func:`convcore.conv2d_backward`) and the selected backend (``backend=``
+keyword, :func:`convcore.use_backend`, ...), on any array-API library.  The
+layout changes are axis permutations; outputs keep all four dimensions also
+when N = 1 or F = 1.  Options take MATLAB's forms: a stride is a scalar or
+``[SY SX]``, a padding a scalar, ``[PY PX]`` or ``[T B L R]``; integral
+floats (MATLAB's doubles, e.g. values read with ``scipy.io.loadmat``) are
+accepted as integers.
+
+The seed's bugs and how the functions here depart from it are listed in
+``matlab_ref/DEVIATIONS.md``; see also ``docs/matlab.md``.
+
+Examples
+--------
+The seed's smaller example, a 3x3 image unfolded for a 2x2 kernel; each
+column is one window flattened as MATLAB's ``patch(:)`` (down the columns):
+
+>>> import numpy as np
+>>> from convcore import matlab
+>>> img = np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]])
+>>> matlab.im2col_ref(img, 2, 2, 1, 0)
+array([[1., 2., 4., 5.],
+       [4., 5., 7., 8.],
+       [2., 3., 5., 6.],
+       [5., 6., 8., 9.]])
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+import array_api_compat
+
+from ._api import col2im, conv2d, conv2d_backward, im2col
+
+__all__ = [
+    "ConvolutionLayer",
+    "Gradient",
+    "backward_propagation",
+    "forward_propagation",
+    "im2col_back_ref",
+    "im2col_ref",
+    "reshape_row_major",
+]
+
+Array = Any
+
+#: NCHW <-> MATLAB layout.  (H, W, C, N) -> (N, C, H, W) and (HH, WW, C, F) ->
+#: (F, C, HH, WW) is the same axis permutation; so is the way back.
+_TO_CORE = (3, 2, 0, 1)
+_TO_MATLAB = (2, 3, 1, 0)
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------
+def _namespace(**arrays):
+    """The common array namespace of the named arrays (``None`` values skipped)."""
+    found = []
+    for name, arr in arrays.items():
+        if arr is None:
+            continue
+        if not array_api_compat.is_array_api_obj(arr):
+            raise TypeError(
+                f"{name} must be an array (NumPy, PyTorch, CuPy, Dask or another array-API "
+                f"library), got {type(arr).__name__}"
+            )
+        found.append((name, array_api_compat.array_namespace(arr)))
+    first, xp = found[0]
+    for name, other in found[1:]:
+        if other is not xp:
+            raise TypeError(
+                f"{name} and {first} are arrays of different libraries "
+                f"({other.__name__} and {xp.__name__}); convert them to one first"
+            )
+    return xp
+
+
+def _integer(name: str, value, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; integral floats (MATLAB doubles) are accepted."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got the bool {value!r}")
+    if getattr(value, "ndim", 0) > 0 and prod(value.shape) == 1:  # a 1x1 MATLAB value
+        value = _flatten(value)[0]
+    if getattr(value, "ndim", None) == 0 and not isinstance(value, numbers.Number):
+        # a 0-d array (NumPy, PyTorch, ...): an integer, or a float that may be integral
+        try:
+            value = operator.index(value)
+        except TypeError:
+            value = float(value)
+    try:
+        out = operator.index(value)
+    except TypeError:
+        if not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"{name} must be an integer, got {value!r} of type {type(value).__name__}"
+            ) from None
+        if not float(value).is_integer():
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        out = int(value)
+    if out < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {out}")
+    return out
+
+
+def _flatten(value) -> list:
+    """Scalars, nested sequences and arrays (e.g. a 1x2 MATLAB row) as a flat list."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"expected numbers, got the string {value!r}")
+    if getattr(value, "ndim", 1 if isinstance(value, Sequence) else 0) == 0:
+        return [value]
+    return [item for part in value for item in _flatten(part)]
+
+
+def _integers(name: str, value, counts: tuple[int, ...], forms: str, minimum: int) -> list[int]:
+    try:
+        items = _flatten(value)
+    except TypeError:
+        raise TypeError(f"{name} must be {forms}, got {value!r}") from None
+    if len(items) not in counts:
+        raise ValueError(f"{name} must be {forms}, got {value!r} with {len(items)} values")
+    return [_integer(name, item, minimum) for item in items]
+
+
+def _stride(stride) -> tuple[int, int]:
+    s = _integers("stride", stride, (1, 2), "a positive integer or [SY SX]", 1)
+    return (s[0], s[-1])
+
+
+def _pad(pad) -> tuple[int, int, int, int]:
+    p = _integers("pad", pad, (1, 2, 4), "an integer >= 0, [PY PX] or [T B L R]", 0)
+    if len(p) == 1:
+        return (p[0],) * 4
+    if len(p) == 2:
+        return (p[0], p[0], p[1], p[1])
+    return tuple(p)
+
+
+def _flag(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    flag = _integer(name, value, 0)
+    if flag not in (0, 1):
+        raise ValueError(f"{name} must be true/false or 1/0, got {value!r}")
+    return bool(flag)
+
+
+def _matlab4d(xp, name: str, arr, layout: str):
+    """``arr`` with MATLAB's dropped trailing singleton dimensions restored (4-D)."""
+    if not 2 <= arr.ndim <= 4:
+        raise ValueError(
+            f"{name} must be {layout} (2 to 4 dimensions; trailing singleton dimensions may be "
+            f"left out as in MATLAB), got shape {tuple(arr.shape)}"
+        )
+    shape = tuple(arr.shape)
+    return xp.reshape(arr, shape + (1,) * (4 - arr.ndim)) if arr.ndim < 4 else arr
+
+
+def _same_dtype(ref_name: str, ref, **others) -> None:
+    for name, arr in others.items():
+        if arr is not None and arr.dtype != ref.dtype:
+            raise TypeError(
+                f"{name} has dtype {arr.dtype} but {ref_name} has dtype {ref.dtype}; "
+                "they must match"
+            )
+
+
+def _bias(xp, bias, f: int):
+    """``bias`` as ``(F,)`` (or None) and the shape its gradient gets."""
+    if bias is None or prod(bias.shape) == 0:
+        return None, (f,)
+    shape = tuple(bias.shape)
+    if shape not in ((f,), (f, 1)):
+        raise ValueError(
+            f"bias must have shape ({f},) or ({f}, 1) for F={f} filters (or be None or empty), "
+            f"got {shape}"
+        )
+    return xp.reshape(bias, (f,)), shape
+
+
+def _conv_args(xp, x, weights, bias, stride, pad):
+    x4 = _matlab4d(xp, "x", x, "(H, W, C, N)")
+    w4 = _matlab4d(xp, "weights", weights, "(HH, WW, C, F)")
+    _same_dtype("x", x, weights=weights, bias=bias)
+    h, w, c = x4.shape[:3]
+    hh, ww, cw, f = w4.shape
+    if c != cw:
+        raise ValueError(
+            f"x has C={c} channels (x is (H, W, C, N) = {tuple(x4.shape)}) but weights expect "
+            f"C={cw} (weights is (HH, WW, C, F) = {tuple(w4.shape)})"
+        )
+    sy, sx = _stride(stride)
+    t, b, left, r = _pad(pad)
+    if hh > h + t + b or ww > w + left + r:
+        raise ValueError(
+            f"the {hh}x{ww} filters (weights) do not fit the {h + t + b}x{w + left + r} padded "
+            f"input (x is {h}x{w}, pad [T B L R] = {[t, b, left, r]})"
+        )
+    out = ((h + t + b - hh) // sy + 1, (w + left + r - ww) // sx + 1)
+    bias1, bias_shape = _bias(xp, bias, f)
+    core = {"stride": (sy, sx), "padding": (t, b, left, r)}
+    return x4, w4, bias1, bias_shape, out, core
+
+
+# ---------------------------------------------------------------------------
+# public functions
+# ---------------------------------------------------------------------------
+def reshape_row_major(x: Array, shape) -> Array:
+    """Reshape in row-major (C) element order, for arrays indexed the MATLAB way.
+
+    MATLAB's ``reshape`` reads and fills in column-major order (first index
+    fastest).  ``reshape_row_major`` reads and fills in row-major order (last
+    index fastest), which on an array indexed the same way in both languages
+    is NumPy's ``x.reshape(shape)``; ``matlab_ref/reshape_row_major.m`` is the
+    MATLAB side.
+
+    Parameters
+    ----------
+    x : array
+    shape : sequence of int
+        The new shape; its product must equal the number of elements of ``x``.
+
+    Returns
+    -------
+    array
+        Same namespace, dtype and device as ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.matlab import reshape_row_major
+    >>> reshape_row_major(np.array([[1, 2, 3], [4, 5, 6]]), (3, 2))
+    array([[1, 2],
+           [3, 4],
+           [5, 6]])
+    """
+    xp = _namespace(x=x)
+    dims = _integers("shape", shape, tuple(range(1, 33)), "a sequence of integers >= 0", 0)
+    if prod(dims) != prod(x.shape):
+        raise ValueError(
+            f"shape {tuple(dims)} has {prod(dims)} elements but x has shape {tuple(x.shape)} "
+            f"with {prod(x.shape)}"
+        )
+    # through 1-D: some libraries (Dask) only merge or split whole axes in one reshape
+    return xp.reshape(xp.reshape(x, (-1,)), tuple(dims))
+
+
+def _windows(h, w, kh, kw, strides, pads, is_conv):
+    """Output size of ``im2col_ref`` and the core padding that produces it.
+
+    Pooling's ceil windows hang over the bottom/right edge; extending the
+    bottom/right padding by the overhang turns them into ordinary (floor)
+    windows of a larger zero-padded image.
+    """
+    (sy, sx), (t, b, left, r) = strides, pads
+    ph, pw = h + t + b, w + left + r
+    if is_conv:
+        if kh > ph or kw > pw:
+            raise ValueError(
+                f"the {kh}x{kw} kernel (k_height x k_width) does not fit the {ph}x{pw} padded "
+                f"image ({h}x{w} with pad [T B L R] = {list(pads)})"
+            )
+        ho, wo = (ph - kh) // sy + 1, (pw - kw) // sx + 1
+    else:
+        ho, wo = -(-(ph - kh) // sy) + 1, -(-(pw - kw) // sx) + 1
+        if ho < 1 or wo < 1:
+            raise ValueError(
+                f"the {kh}x{kw} window (k_height x k_width) leaves no pooling output on the "
+                f"{ph}x{pw} padded image with stride {[sy, sx]}"
+            )
+    extra_b = max(0, (ho - 1) * sy + kh - ph)
+    extra_r = max(0, (wo - 1) * sx + kw - pw)
+    return ho, wo, (t, b + extra_b, left, r + extra_r)
+
+
+def im2col_ref(
+    img: Array,
+    k_height,
+    k_width,
+    stride=1,
+    pad=0,
+    is_conv=True,
+    *,
+    backend: str | None = None,
+) -> Array:
+    """Unfold every window of one image into a column, as the seed's MATLAB ``im2col_ref``.
+
+    Parameters
+    ----------
+    img : array, shape (H, W, C) or (H, W)
+        One image in MATLAB layout.
+    k_height, k_width : int
+        Kernel (window) size ``HH x WW``.
+    stride : int or [SY SX], optional
+    pad : int, [PY PX] or [T B L R], optional
+        Zero padding.
+    is_conv : bool or 0/1, optional
+        True (convolution): ``H' = floor((H + T + B - HH) / SY) + 1``.  False
+        (pooling): ``H' = ceil(...) + 1``, and windows hanging over the bottom
+        or right edge read zeros there.
+    backend : str, optional
+        convcore backend; see :func:`convcore.use_backend`.
+
+    Returns
+    -------
+    array, shape (HH*WW*C, H'*W')
+        Column ``r*W' + c`` (0-based) is the window at output position
+        ``(r, c)`` flattened as MATLAB's ``patch(:)``: row ``i + HH*j +
+        HH*WW*ch`` holds tap ``(i, j)`` of channel ``ch``.  Windows go row by
+        row, as the seed's loop (``r`` outer, ``c`` inner).  This differs from
+        :func:`convcore.im2col` (PyTorch ``unfold`` rows ``(ch*HH + i)*WW + j``).
+
+    Examples
+    --------
+    Pooling windows hanging over the edge (a 3x3 image, 2x2 windows, stride
+    2: ``ceil(1/2) + 1 = 2`` windows per axis):
+
+    >>> import numpy as np
+    >>> from convcore.matlab import im2col_ref
+    >>> img = np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]])
+    >>> im2col_ref(img, 2, 2, 2, 0, is_conv=False)
+    array([[1., 3., 7., 9.],
+           [4., 6., 0., 0.],
+           [2., 0., 8., 0.],
+           [5., 0., 0., 0.]])
+    """
+    xp = _namespace(img=img)
+    if img.ndim not in (2, 3):
+        raise ValueError(
+            f"img must be one image, (H, W, C) or (H, W), got shape {tuple(img.shape)}; "
+            "loop over the batch as the seed does"
+        )
+    h, w = img.shape[0], img.shape[1]
+    c = img.shape[2] if img.ndim == 3 else 1
+    if min(h, w, c) < 1:
+        raise ValueError(f"img must be non-empty, got shape {tuple(img.shape)}")
+    kh = _integer("k_height", k_height, 1)
+    kw = _integer("k_width", k_width, 1)
+    strides = _stride(stride)
+    ho, wo, padding = _windows(h, w, kh, kw, strides, _pad(pad), _flag("is_conv", is_conv))
+    x = xp.expand_dims(xp.permute_dims(xp.reshape(img, (h, w, c)), (2, 0, 1)), axis=0)
+    cols = im2col(x, (kh, kw), stride=strides, padding=padding, backend=backend)
+    # rows (ch, i, j) -> (ch, j, i): MATLAB's patch(:) runs down the columns
+    cols = xp.permute_dims(xp.reshape(cols, (c, kh, kw, ho * wo)), (0, 2, 1, 3))
+    return xp.reshape(cols, (c * kw * kh, ho * wo))
+
+
+def im2col_back_ref(
+    dcols: Array,
+    dout_h,
+    dout_w,
+    stride,
+    hh,
+    ww,
+    c,
+    pad=None,
+    img_h=None,
+    img_w=None,
+    *,
+    backend: str | None = None,
+) -> Array:
+    """Backpropagation of :func:`im2col_ref`: add every window's gradient back.
+
+    Parameters
+    ----------
+    dcols : array, shape (dout_h*dout_w, hh*ww*c)
+        One row per window in :func:`im2col_ref` order, each row in
+        ``patch(:)`` order: the transpose of :func:`im2col_ref`'s output, as
+        the seed passes it.
+    dout_h, dout_w : int
+        Number of windows down and across (``H'``, ``W'``).
+    stride : int or [SY SX]
+    hh, ww, c : int
+        Window size and channels.
+    pad : int, [PY PX] or [T B L R], optional
+        The padding ``im2col_ref`` was called with; needs ``img_h``, ``img_w``.
+    img_h, img_w : int, optional
+        Size of the unpadded image.
+    backend : str, optional
+        convcore backend; see :func:`convcore.use_backend`.
+
+    Returns
+    -------
+    array, shape (H, W, c)
+        Overlapping windows are summed.  Without ``img_h``/``img_w`` (the
+        seed's seven arguments): the gradient of the region the windows
+        cover, ``H = (dout_h - 1)*SY + hh`` rows by ``(dout_w - 1)*SX + ww``
+        columns.  With them: the ``img_h x img_w`` gradient of the unpadded
+        image (padding and pooling overhang cut off, rows no window reached
+        zero), the exact adjoint of ``im2col_ref(img, hh, ww, stride, pad,
+        is_conv)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.matlab import im2col_back_ref
+    >>> im2col_back_ref(np.ones((4, 4)), 2, 2, 1, 2, 2, 1)[:, :, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    """
+    xp = _namespace(dcols=dcols)
+    ho = _integer("dout_h", dout_h, 1)
+    wo = _integer("dout_w", dout_w, 1)
+    sy, sx = _stride(stride)
+    kh = _integer("hh", hh, 1)
+    kw = _integer("ww", ww, 1)
+    ch = _integer("c", c, 1)
+    if tuple(dcols.shape) != (ho * wo, kh * kw * ch):
+        raise ValueError(
+            f"dcols must have shape (dout_h*dout_w, hh*ww*c) = ({ho * wo}, {kh * kw * ch}), "
+            f"got {tuple(dcols.shape)}"
+        )
+    covered = ((ho - 1) * sy + kh, (wo - 1) * sx + kw)
+    if img_h is None and img_w is None:
+        if pad is not None and any(_pad(pad)):
+            raise ValueError(
+                "pad needs img_h and img_w (the unpadded image size) to cut the padding off"
+            )
+        size, padding = covered, (0, 0, 0, 0)
+    elif img_h is None or img_w is None:
+        raise ValueError("img_h and img_w must be given together")
+    else:
+        size = (_integer("img_h", img_h, 1), _integer("img_w", img_w, 1))
+        t, b, left, r = _pad(0 if pad is None else pad)
+        padded = (size[0] + t + b, size[1] + left + r)
+        for n, k, s, p, name in (
+            (ho, kh, sy, padded[0], "dout_h"),
+            (wo, kw, sx, padded[1], "dout_w"),
+        ):
+            if n not in ((p - k) // s + 1, -(-(p - k) // s) + 1):
+                raise ValueError(
+                    f"{name}={n} windows do not fit a {size[0]}x{size[1]} image padded to "
+                    f"{padded[0]}x{padded[1]} with a {kh}x{kw} window and stride {[sy, sx]}"
+                )
+        padding = (
+            t,
+            max(b, covered[0] - size[0] - t),
+            left,
+            max(r, covered[1] - size[1] - left),
+        )
+    # rows (ch, j, i) in patch(:) order -> convcore's (ch, i, j)
+    cols = xp.reshape(xp.permute_dims(dcols, (1, 0)), (ch, kw, kh, ho * wo))
+    cols = xp.reshape(xp.permute_dims(cols, (0, 2, 1, 3)), (1, ch * kh * kw, ho * wo))
+    img = col2im(cols, size, (kh, kw), stride=(sy, sx), padding=padding, backend=backend)
+    return xp.permute_dims(img[0, ...], (1, 2, 0))
+
+
+def forward_propagation(
+    x: Array,
+    weights: Array,
+    bias: Array | None = None,
+    stride=1,
+    pad=0,
+    *,
+    backend: str | None = None,
+) -> Array:
+    """Convolution layer forward pass in MATLAB layout (the seed's ``ForwardPropagation``).
+
+    Parameters
+    ----------
+    x : array, shape (H, W, C, N)
+        Input batch; ``(H, W, C)`` or ``(H, W)`` also work (MATLAB's dropped
+        trailing singletons).
+    weights : array, shape (HH, WW, C, F)
+    bias : array, shape (F,) or (F, 1), optional
+        None or an empty array means no bias.
+    stride : int or [SY SX], optional
+    pad : int, [PY PX] or [T B L R], optional
+    backend : str, optional
+        convcore backend; see :func:`convcore.use_backend`.
+
+    Returns
+    -------
+    array, shape (H', W', F, N)
+        Always 4-D.  ``H' = floor((H + T + B - HH) / SY) + 1``.  Cross-correlation,
+        as in the seed and every deep-learning library.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.matlab import forward_propagation
+    >>> x = np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]])      # 3x3, C = N = 1
+    >>> w = np.array([[1.0, 0], [0, -1]])                      # 2x2, F = 1
+    >>> y = forward_propagation(x, w, np.array([10.0]), 1, 0)
+    >>> y.shape
+    (2, 2, 1, 1)
+    >>> y[:, :, 0, 0]
+    array([[6., 6.],
+           [6., 6.]])
+    """
+    xp = _namespace(x=x, weights=weights, bias=bias)
+    x4, w4, bias1, _, _, core = _conv_args(xp, x, weights, bias, stride, pad)
+    y = conv2d(
+        xp.permute_dims(x4, _TO_CORE), xp.permute_dims(w4, _TO_CORE), bias1, **core, backend=backend
+    )
+    return xp.permute_dims(y, _TO_MATLAB)
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """Gradients of a convolution layer, as the seed's ``gradient`` struct.
+
+    Attributes
+    ----------
+    input : array, shape (H, W, C, N)
+    weight : array, shape (HH, WW, C, F)
+    bias : array, shape (F,) or (F, 1)
+        The shape of the bias given (``(F,)`` when there was none).
+    """
+
+    input: Array
+    weight: Array
+    bias: Array
+
+
+def backward_propagation(
+    dout: Array,
+    x: Array,
+    weights: Array,
+    bias: Array | None = None,
+    stride=1,
+    pad=0,
+    *,
+    backend: str | None = None,
+) -> Gradient:
+    """Convolution layer backward pass in MATLAB layout (the seed's ``BackwardPropagation``).
+
+    Parameters
+    ----------
+    dout : array, shape (H', W', F, N), or an object with an ``input`` field
+        Gradient of the loss with respect to :func:`forward_propagation`'s
+        output; a :class:`Gradient` (the next layer's result, as the seed
+        passes it) is unwrapped.
+    x, weights, bias, stride, pad
+        The forward arguments.  ``bias`` only fixes the shape of the bias
+        gradient.
+    backend : str, optional
+        convcore backend; see :func:`convcore.use_backend`.
+
+    Returns
+    -------
+    Gradient
+        ``.input`` (H, W, C, N), ``.weight`` (HH, WW, C, F), ``.bias`` (F,) or
+        (F, 1) like ``bias``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.matlab import backward_propagation
+    >>> x = np.ones((3, 3)); w = np.ones((2, 2))
+    >>> g = backward_propagation(np.ones((2, 2, 1, 1)), x, w, None, 1, 0)
+    >>> g.input[:, :, 0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    >>> g.weight.shape, g.bias
+    ((2, 2, 1, 1), array([4.]))
+    """
+    if not array_api_compat.is_array_api_obj(dout) and hasattr(dout, "input"):
+        dout = dout.input
+    xp = _namespace(dout=dout, x=x, weights=weights, bias=bias)
+    x4, w4, _, bias_shape, out, core = _conv_args(xp, x, weights, bias, stride, pad)
+    _same_dtype("x", x, dout=dout)
+    d4 = _matlab4d(xp, "dout", dout, "(H', W', F, N)")
+    expected = (*out, w4.shape[3], x4.shape[3])
+    if tuple(d4.shape) != expected:
+        raise ValueError(
+            f"dout must have shape (H', W', F, N) = {expected} for these x, weights, stride and "
+            f"pad, got {tuple(dout.shape)}"
+        )
+    dx, dw, db = conv2d_backward(
+        xp.permute_dims(d4, _TO_CORE),
+        xp.permute_dims(x4, _TO_CORE),
+        xp.permute_dims(w4, _TO_CORE),
+        **core,
+        backend=backend,
+    )
+    return Gradient(
+        input=xp.permute_dims(dx, _TO_MATLAB),
+        weight=xp.permute_dims(dw, _TO_MATLAB),
+        bias=xp.reshape(db, bias_shape),
+    )
+
+
+class ConvolutionLayer:
+    """The seed's convolution layer: the forward pass caches, the backward pass uses the cache.
+
+    Parameters
+    ----------
+    stride : int or [SY SX], optional
+        The seed's ``m_stride``.
+    padding : int, [PY PX] or [T B L R], optional
+        The seed's ``m_padding``.
+    backend : str, optional
+        convcore backend for both passes.
+
+    Attributes
+    ----------
+    activations, weights, biases, previous_input
+        What the last forward pass cached (None before the first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.matlab import ConvolutionLayer
+    >>> layer = ConvolutionLayer(stride=1, padding=1)
+    >>> y = layer.forward_propagation(np.ones((4, 5, 3, 2)), np.ones((3, 3, 3, 8)), np.zeros(8))
+    >>> y.shape
+    (4, 5, 8, 2)
+    >>> g = layer.backward_propagation(np.ones_like(y))
+    >>> g.input.shape, g.weight.shape, g.bias.shape
+    ((4, 5, 3, 2), (3, 3, 3, 8), (8,))
+    """
+
+    def __init__(self, stride=1, padding=0, *, backend: str | None = None):
+        self.stride = _stride(stride)
+        self.padding = _pad(padding)
+        self.backend = backend
+        self.activations: Array | None = None
+        self.weights: Array | None = None
+        self.biases: Array | None = None
+        self.previous_input: Array | None = None
+
+    def forward_propagation(self, x: Array, weights: Array, bias: Array | None = None) -> Array:
+        """:func:`forward_propagation` with this layer's options; caches its arguments."""
+        activations = forward_propagation(
+            x, weights, bias, self.stride, self.padding, backend=self.backend
+        )
+        self.activations, self.weights, self.biases = activations, weights, bias
+        self.previous_input = x
+        return activations
+
+    def backward_propagation(self, dout) -> Gradient:
+        """:func:`backward_propagation` for the input of the last forward pass."""
+        if self.previous_input is None:
+            raise RuntimeError(
+                "ConvolutionLayer.backward_propagation() called before forward_propagation(): "
+                "no input is cached"
+            )
+        return backward_propagation(
+            dout,
+            self.previous_input,
+            self.weights,
+            self.biases,
+            self.stride,
+            self.padding,
+            backend=self.backend,
+        )
+
+    #: The seed's method names.
+    ForwardPropagation = forward_propagation
+    BackwardPropagation = backward_propagation
+
+    def __repr__(self) -> str:
+        return (
+            f"ConvolutionLayer(stride={list(self.stride)}, padding={list(self.padding)}, "
+            f"backend={self.backend!r})"
+        )

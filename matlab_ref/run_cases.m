@@ -1,0 +1,86 @@
+function run_cases(in_dir, out_dir)
+%RUN_CASES Run the fixed MATLAB reference on every case file in IN_DIR.
+%   RUN_CASES(IN_DIR, OUT_DIR) loads each IN_DIR/*.mat (written by
+%   make_fixtures.py or tests/test_matlab.py), runs im2col_ref,
+%   im2col_back_ref, reshape_row_major, forward_propagation and
+%   backward_propagation on it, and saves inputs and results to
+%   OUT_DIR/<same name>.mat in MATLAB v7 format (compressed; readable by
+%   scipy.io.loadmat).
+%
+%   Input variables (MATLAB layout; trailing singleton dimensions may be
+%   dropped):
+%     case_id   name of the case
+%     x         H x W x C x N input            size_x = [H W C N]
+%     w         HH x WW x C x F filters        size_w = [HH WW C F]
+%     b         F x 1 bias, or [] (no bias)
+%     stride    scalar or [SY SX]
+%     pad       scalar, [PY PX] or [T B L R]
+%     is_conv   1 (convolution, floor) or 0 (pooling, ceil) for im2col_ref
+%     dcols     L x K x N gradients for im2col_back_ref (L = H'*W', K = HH*WW*C)
+%     dout      H' x W' x F x N gradient for backward_propagation
+%     rrm_shape a shape for reshape_row_major(x, rrm_shape)
+%   Results:
+%     cols          K x L x N   im2col_ref(x(:,:,:,n), HH, WW, stride, pad, is_conv)
+%     dimg_covered  Hc x Wc x C x N   im2col_back_ref(dcols(:,:,n), H', W', stride, HH, WW, C)
+%     dimg          H x W x C x N     im2col_back_ref(..., pad, H, W)
+%     x_rrm         reshape_row_major(x, rrm_shape)
+%     y             forward_propagation(x, w, b, stride, pad)   (H' x W' x F x N, floor)
+%     dx, dw, db    backward_propagation(dout, x, w, b, stride, pad)
+%   y, dx, dw and db are always convolutions (floor sizes); is_conv only
+%   affects cols, dimg_covered and dimg.
+  files = dir(fullfile(in_dir, '*.mat'));
+  if isempty(files)
+    error('run_cases: no .mat files in %s', in_dir);
+  end
+  for k = 1:numel(files)
+    s = load(fullfile(in_dir, files(k).name));
+    r = run_one(s);
+    r.octave_version = version();
+    save('-v7', fullfile(out_dir, files(k).name), '-struct', 'r');
+  end
+end
+
+function r = run_one(s)
+  r = s;
+  sx = double(s.size_x);
+  sw = double(s.size_w);
+  H = sx(1); W = sx(2); C = sx(3); N = sx(4);
+  HH = sw(1); WW = sw(2); F = sw(4);
+  x = reshape(s.x, sx);
+  w = reshape(s.w, sw);
+  [sy, sxs, pt, pb, pl, pr] = conv_options(s.stride, s.pad);
+  P = [pt pb pl pr];
+  S = [sy sxs];
+  K = HH * WW * C;
+  first = im2col_ref(x(:,:,:,1), HH, WW, S, P, s.is_conv);
+  L = size(first, 2);
+  % output size of im2col_ref (floor or ceil)
+  if s.is_conv
+    Ho = floor((H + pt + pb - HH) / sy) + 1;
+    Wo = floor((W + pl + pr - WW) / sxs) + 1;
+  else
+    Ho = ceil((H + pt + pb - HH) / sy) + 1;
+    Wo = ceil((W + pl + pr - WW) / sxs) + 1;
+  end
+  if L ~= Ho * Wo
+    error('run_cases: %s: im2col_ref returned %d columns, expected %d', s.case_id, L, Ho * Wo);
+  end
+  dcols = reshape(s.dcols, [L K N]);
+  r.cols = zeros(K, L, N);
+  r.dimg_covered = zeros((Ho - 1) * sy + HH, (Wo - 1) * sxs + WW, C, N);
+  r.dimg = zeros(H, W, C, N);
+  for n = 1:N
+    r.cols(:, :, n) = im2col_ref(x(:,:,:,n), HH, WW, S, P, s.is_conv);
+    r.dimg_covered(:, :, :, n) = im2col_back_ref(dcols(:,:,n), Ho, Wo, S, HH, WW, C);
+    r.dimg(:, :, :, n) = im2col_back_ref(dcols(:,:,n), Ho, Wo, S, HH, WW, C, P, H, W);
+  end
+  r.x_rrm = reshape_row_major(x, s.rrm_shape);
+  r.y = forward_propagation(x, w, s.b, S, P);
+  g = backward_propagation(s.dout, x, w, s.b, S, P);
+  r.dx = g.input;
+  r.dw = g.weight;
+  r.db = g.bias;
+  if size(r.y, 1) ~= floor((H + pt + pb - HH) / sy) + 1 || size(r.y, 3) ~= F
+    error('run_cases: %s: forward output has size %s', s.case_id, mat2str(size(r.y)));
+  end
+end

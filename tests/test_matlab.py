@@ -1,0 +1,727 @@
+"""convcore.matlab against the MATLAB reference in matlab_ref/ (GNU Octave).
+
+* Every backend against every committed fixture (``matlab_ref/fixtures/*.mat``,
+  written by Octave running the fixed ``.m`` files): ``im2col_ref``,
+  ``im2col_back_ref`` (both forms), ``reshape_row_major``,
+  ``forward_propagation``, ``backward_propagation`` and the layer.  float64
+  must agree to the suite's float64 tolerance (rtol 1e-10); float32 inputs
+  (the float64 fixture inputs rounded) to the suite's float32 tolerance: rtol
+  1e-4, atol 1e-5 times the largest expected magnitude (``conftest.TOLERANCES``).
+* Every array namespace through the adapter (no NumPy-only calls).
+* ``im2col_back_ref`` is the exact adjoint of ``im2col_ref``.
+* The adapter against independent loops: ``tests/reference.py`` for the
+  convolution, and direct MATLAB-order loops written here for the columns.
+* Live, when ``octave-cli`` is on PATH: fresh random cases through the ``.m``
+  files, the committed fixtures regenerated and compared, and
+  ``show_seed_bugs.m`` (the seed's literal code next to the fixed code).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import CASES, conv2d_backward_ref, conv2d_ref
+
+import convcore
+from convcore import matlab
+
+sio = pytest.importorskip("scipy.io", reason="scipy is needed to read the .mat fixtures")
+
+ROOT = Path(__file__).resolve().parents[1]
+MATLAB_REF = ROOT / "matlab_ref"
+FIXTURE_FILES = sorted((MATLAB_REF / "fixtures").glob("*.mat"))
+OCTAVE = shutil.which("octave-cli")
+needs_octave = pytest.mark.skipif(
+    OCTAVE is None,
+    reason="octave-cli (GNU Octave) is not on PATH: the live MATLAB-reference checks need it "
+    "(apt-get install octave); the committed fixtures are still checked",
+)
+
+
+# --------------------------------------------------------------------------
+# Fixtures from Octave
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One case as Octave computed it, every array in its full MATLAB-layout shape."""
+
+    id: str
+    x: np.ndarray  # (H, W, C, N)
+    w: np.ndarray  # (HH, WW, C, F)
+    b: np.ndarray | None  # (F, 1) or None
+    stride: np.ndarray  # as stored: 1x1 or 1x2 doubles
+    pad: np.ndarray  # 1x1, 1x2 or 1x4 doubles
+    is_conv: np.ndarray  # 1x1 double
+    windows: tuple[int, int]  # im2col_ref's (H', W')
+    cols: np.ndarray  # (K, L, N)
+    dcols: np.ndarray  # (L, K, N)
+    dimg_covered: np.ndarray  # (Hc, Wc, C, N)
+    dimg: np.ndarray  # (H, W, C, N)
+    rrm_shape: tuple[int, ...]
+    x_rrm: np.ndarray
+    y: np.ndarray  # (H', W', F, N), floor sizes
+    dout: np.ndarray
+    dx: np.ndarray
+    dw: np.ndarray
+    db: np.ndarray  # (F, 1)
+
+    @property
+    def sizes(self):
+        H, W, C, N = self.x.shape
+        HH, WW, _, F = self.w.shape
+        return H, W, C, N, HH, WW, F
+
+
+def _full(a, shape):
+    """Octave drops trailing singleton dimensions; put them back."""
+    shape = tuple(int(s) for s in shape)
+    assert a.size == int(np.prod(shape)), (a.shape, shape)
+    return a.reshape(shape)
+
+
+@functools.cache
+def load_ref(path: Path) -> Ref:
+    d = sio.loadmat(path)
+    H, W, C, N = (int(v) for v in d["size_x"].ravel())
+    HH, WW, _, F = (int(v) for v in d["size_w"].ravel())
+    K = HH * WW * C
+    hc, wc = d["dimg_covered"].shape[:2]
+    sy, sx = (int(v) for v in np.broadcast_to(d["stride"].ravel(), (2,)))
+    windows = ((hc - HH) // sy + 1, (wc - WW) // sx + 1)
+    L = windows[0] * windows[1]
+    y_shape = (*(*d["y"].shape, 1, 1)[:2], F, N)
+    rrm_shape = tuple(int(v) for v in d["rrm_shape"].ravel())
+    return Ref(
+        id=str(d["case_id"][0]),
+        x=_full(d["x"], (H, W, C, N)),
+        w=_full(d["w"], (HH, WW, C, F)),
+        b=None if d["b"].size == 0 else _full(d["b"], (F, 1)),
+        stride=d["stride"],
+        pad=d["pad"],
+        is_conv=d["is_conv"],
+        windows=windows,
+        cols=_full(d["cols"], (K, L, N)),
+        dcols=_full(d["dcols"], (L, K, N)),
+        dimg_covered=_full(d["dimg_covered"], (hc, wc, C, N)),
+        dimg=_full(d["dimg"], (H, W, C, N)),
+        rrm_shape=rrm_shape,
+        x_rrm=_full(d["x_rrm"], rrm_shape),
+        y=_full(d["y"], y_shape),
+        dout=_full(d["dout"], y_shape),
+        dx=_full(d["dx"], (H, W, C, N)),
+        dw=_full(d["dw"], (HH, WW, C, F)),
+        db=_full(d["db"], (F, 1)),
+    )
+
+
+fixture_params = pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.stem for p in FIXTURE_FILES])
+
+
+def test_fixtures_are_committed():
+    """The fixture set exists and holds the seed's three examples plus >= 20 cases."""
+    names = {p.stem for p in FIXTURE_FILES}
+    assert {"seed_alexnet", "seed_4x4x3_k2_f1", "seed_3x3_by_2x2"} <= names, names
+    assert len(names) >= 23
+    assert sum(p.stat().st_size for p in FIXTURE_FILES) < 2_000_000
+    pooling = [p for p in FIXTURE_FILES if not load_ref(p).is_conv.item()]
+    assert len(pooling) >= 3
+
+
+def test_seed_alexnet_shapes():
+    """The seed's numbers: X_col is 363 x 3025, the output 55 x 55 x 96."""
+    ref = load_ref(MATLAB_REF / "fixtures" / "seed_alexnet.mat")
+    assert ref.cols.shape == (363, 3025, 1)
+    assert ref.y.shape == (55, 55, 96, 1)
+    cols = matlab.im2col_ref(ref.x[:, :, :, 0], 11, 11, 4, 0)
+    assert cols.shape == (363, 3025)
+
+
+@fixture_params
+def test_fixture_im2col_ref(path, backend, np_ns, dtype, assert_close):
+    backend.require("im2col", ns=np_ns, dtype=dtype)
+    ref = load_ref(path)
+    _H, _W, _C, N, HH, WW, _F = ref.sizes
+    for n in range(N):
+        img = ref.x[:, :, :, n].astype(dtype)
+        cols = matlab.im2col_ref(
+            img, HH, WW, ref.stride, ref.pad, ref.is_conv, backend=backend.name
+        )
+        assert cols.dtype == dtype
+        assert_close(cols, ref.cols[:, :, n], err_msg=f"{ref.id} image {n}")
+
+
+@fixture_params
+def test_fixture_im2col_back_ref(path, backend, np_ns, dtype, assert_close):
+    backend.require("col2im", ns=np_ns, dtype=dtype)
+    ref = load_ref(path)
+    H, W, C, N, HH, WW, _F = ref.sizes
+    ho, wo = ref.windows
+    for n in range(N):
+        dcols = ref.dcols[:, :, n].astype(dtype)
+        covered = matlab.im2col_back_ref(dcols, ho, wo, ref.stride, HH, WW, C, backend=backend.name)
+        assert_close(covered, ref.dimg_covered[:, :, :, n], err_msg=f"{ref.id} covered")
+        img = matlab.im2col_back_ref(
+            dcols, ho, wo, ref.stride, HH, WW, C, ref.pad, H, W, backend=backend.name
+        )
+        assert_close(img, ref.dimg[:, :, :, n], err_msg=f"{ref.id} image")
+
+
+@fixture_params
+def test_fixture_reshape_row_major(path):
+    ref = load_ref(path)
+    np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
+
+
+@fixture_params
+def test_fixture_forward(path, backend, np_ns, dtype, assert_close):
+    backend.require("conv", ns=np_ns, dtype=dtype)
+    ref = load_ref(path)
+    b = None if ref.b is None else ref.b.astype(dtype)
+    y = matlab.forward_propagation(
+        ref.x.astype(dtype), ref.w.astype(dtype), b, ref.stride, ref.pad, backend=backend.name
+    )
+    assert y.dtype == dtype
+    assert_close(y, ref.y, err_msg=ref.id)
+
+
+@fixture_params
+def test_fixture_backward(path, backend, np_ns, dtype, assert_close):
+    backend.require("conv_backward", ns=np_ns, dtype=dtype)
+    ref = load_ref(path)
+    b = None if ref.b is None else ref.b.astype(dtype)
+    g = matlab.backward_propagation(
+        ref.dout.astype(dtype),
+        ref.x.astype(dtype),
+        ref.w.astype(dtype),
+        b,
+        ref.stride,
+        ref.pad,
+        backend=backend.name,
+    )
+    assert_close(g.input, ref.dx, err_msg=f"{ref.id} input")
+    assert_close(g.weight, ref.dw, err_msg=f"{ref.id} weight")
+    assert_close(g.bias.reshape(-1, 1), ref.db, err_msg=f"{ref.id} bias")
+    assert g.bias.shape == ((ref.w.shape[3], 1) if b is not None else (ref.w.shape[3],))
+
+
+@pytest.mark.parametrize("name", ["pad_tblr_stride_yx", "pool_ceil_padded", "seed_4x4x3_k2_f1"])
+def test_fixture_every_namespace(name, backend, ns, assert_close):
+    """The adapter only uses the array API: each namespace in, the same namespace out."""
+    backend.require("im2col", "col2im", "conv", "conv_backward", ns=ns, dtype=np.float64)
+    ref = load_ref(MATLAB_REF / "fixtures" / f"{name}.mat")
+    H, W, C, _N, HH, WW, _F = ref.sizes
+    ho, wo = ref.windows
+    kw = {"backend": backend.name}
+    b = None if ref.b is None else ns.asarray(ref.b)
+    outs = {
+        "cols": (
+            matlab.im2col_ref(
+                ns.asarray(ref.x[:, :, :, 0]), HH, WW, ref.stride, ref.pad, ref.is_conv, **kw
+            ),
+            ref.cols[:, :, 0],
+        ),
+        "dimg": (
+            matlab.im2col_back_ref(
+                ns.asarray(ref.dcols[:, :, 0]), ho, wo, ref.stride, HH, WW, C, ref.pad, H, W, **kw
+            ),
+            ref.dimg[:, :, :, 0],
+        ),
+        "rrm": (matlab.reshape_row_major(ns.asarray(ref.x), ref.rrm_shape), ref.x_rrm),
+        "y": (
+            matlab.forward_propagation(
+                ns.asarray(ref.x), ns.asarray(ref.w), b, ref.stride, ref.pad, **kw
+            ),
+            ref.y,
+        ),
+    }
+    g = matlab.backward_propagation(
+        ns.asarray(ref.dout), ns.asarray(ref.x), ns.asarray(ref.w), b, ref.stride, ref.pad, **kw
+    )
+    outs.update(input=(g.input, ref.dx), weight=(g.weight, ref.dw))
+    for key, (got, want) in outs.items():
+        assert ns.is_native(got), f"{key}: {type(got)} is not a {ns.name} array"
+        assert_close(ns.to_numpy(got), want, err_msg=key)
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES[:6], ids=[p.stem for p in FIXTURE_FILES[:6]])
+def test_fixture_layer(path, assert_close):
+    """ConvolutionLayer caches like the seed's object; the seed's method names work too."""
+    ref = load_ref(path)
+    layer = matlab.ConvolutionLayer(ref.stride, ref.pad)
+    y = layer.ForwardPropagation(ref.x, ref.w, ref.b)
+    assert layer.previous_input is ref.x and layer.weights is ref.w and layer.activations is y
+    assert_close(y, ref.y)
+    g = layer.BackwardPropagation(matlab.Gradient(ref.dout, None, None))  # the next layer's struct
+    assert_close(g.input, ref.dx)
+    assert_close(g.weight, ref.dw)
+
+
+# --------------------------------------------------------------------------
+# Independent oracles: direct loops
+# --------------------------------------------------------------------------
+
+
+def pads4(pad):
+    p = np.atleast_1d(pad).ravel().astype(int).tolist()
+    if len(p) == 1:
+        return p * 4
+    if len(p) == 2:
+        return [p[0], p[0], p[1], p[1]]
+    return p
+
+
+def im2col_matlab_loops(img, kh, kw, stride, pad, is_conv=True):
+    """MATLAB's im2col_ref by definition: each window read pixel by pixel into patch(:)."""
+    img = img.reshape(img.shape[0], img.shape[1], -1)
+    H, W, C = img.shape
+    (sy, sx), (t, b, left, r) = stride, pads4(pad)
+    rnd = np.floor if is_conv else np.ceil
+    ho = int(rnd((H + t + b - kh) / sy)) + 1
+    wo = int(rnd((W + left + r - kw) / sx)) + 1
+    cols = np.zeros((kh * kw * C, ho * wo))
+    for oh in range(ho):
+        for ow in range(wo):
+            col = []
+            for c in range(C):  # patch(:): i fastest, then j, then channel
+                for j in range(kw):
+                    for i in range(kh):
+                        ih, iw = oh * sy + i - t, ow * sx + j - left
+                        inside = 0 <= ih < H and 0 <= iw < W
+                        col.append(img[ih, iw, c] if inside else 0.0)
+            cols[:, oh * wo + ow] = col
+    return cols
+
+
+def im2col_back_matlab_loops(dcols, ho, wo, stride, kh, kw, C, pad=None, H=None, W=None):
+    """The adjoint by definition: every entry added onto the pixel its window read."""
+    (sy, sx) = stride
+    t, _, left, _ = pads4(0 if pad is None else pad)
+    if H is None:
+        H, W = (ho - 1) * sy + kh, (wo - 1) * sx + kw
+    out = np.zeros((H, W, C))
+    for row in range(ho * wo):
+        oh, ow = divmod(row, wo)
+        k = 0
+        for c in range(C):
+            for j in range(kw):
+                for i in range(kh):
+                    ih, iw = oh * sy + i - t, ow * sx + j - left
+                    if 0 <= ih < H and 0 <= iw < W:
+                        out[ih, iw, c] += dcols[row, k]
+                    k += 1
+    return out
+
+
+# reference.CASES without groups, dilation or "same" padding, in MATLAB form
+ORACLE_CASES = [
+    c for c in CASES if c.groups == 1 and c.dilation == 1 and not isinstance(c.padding, str)
+]
+
+
+@pytest.mark.parametrize("case", ORACLE_CASES, ids=[c.id for c in ORACLE_CASES])
+def test_against_loop_oracle(case, backend, np_ns, assert_close):
+    backend.require("im2col", "col2im", "conv", "conv_backward", ns=np_ns, dtype=np.float64)
+    rng = np.random.default_rng(sum(map(ord, case.id)))
+    stride = case.stride if isinstance(case.stride, tuple) else (case.stride,) * 2
+    pad = list(case.padding4)  # MATLAB [T B L R]
+    x = rng.standard_normal((case.H, case.W, case.C, case.N))
+    w = rng.standard_normal((*case.kernel, case.C, case.F))
+    b = rng.standard_normal((case.F, 1))
+    ho, wo = case.out_size
+    dout = rng.standard_normal((ho, wo, case.F, case.N))
+    kw = {"backend": backend.name}
+    # forward and backward: tests/reference.py in NCHW
+    to_nchw, to_matlab = (3, 2, 0, 1), (2, 3, 1, 0)
+    y = matlab.forward_propagation(x, w, b, list(stride), pad, **kw)
+    want = conv2d_ref(x.transpose(to_nchw), w.transpose(to_nchw), b.ravel(), stride, tuple(pad))
+    assert_close(y, want.transpose(to_matlab))
+    g = matlab.backward_propagation(dout, x, w, b, list(stride), pad, **kw)
+    dx, dw, db = conv2d_backward_ref(
+        dout.transpose(to_nchw), x.transpose(to_nchw), w.transpose(to_nchw), stride, tuple(pad)
+    )
+    assert_close(g.input, dx.transpose(to_matlab))
+    assert_close(g.weight, dw.transpose(to_matlab))
+    assert_close(g.bias, db.reshape(-1, 1))
+    # columns and their adjoint: direct loops, convolution and pooling windows
+    kh, kwd = case.kernel
+    for is_conv in (True, False):
+        cols = matlab.im2col_ref(x[:, :, :, 0], kh, kwd, stride, pad, is_conv, **kw)
+        want_cols = im2col_matlab_loops(x[:, :, :, 0], kh, kwd, stride, pad, is_conv)
+        np.testing.assert_array_equal(cols, want_cols)
+        t, bb, left, r = pad
+        rnd = np.floor if is_conv else np.ceil
+        wh = int(rnd((case.H + t + bb - kh) / stride[0])) + 1
+        ww = int(rnd((case.W + left + r - kwd) / stride[1])) + 1
+        d = rng.standard_normal(cols.T.shape)
+        got = matlab.im2col_back_ref(d, wh, ww, stride, kh, kwd, case.C, pad, case.H, case.W, **kw)
+        want_img = im2col_back_matlab_loops(d, wh, ww, stride, kh, kwd, case.C, pad, case.H, case.W)
+        assert_close(got, want_img)
+        got = matlab.im2col_back_ref(d, wh, ww, stride, kh, kwd, case.C, **kw)
+        assert_close(got, im2col_back_matlab_loops(d, wh, ww, stride, kh, kwd, case.C))
+
+
+@st.composite
+def window_geometries(draw):
+    """Random windows: kernel, stride (may exceed the kernel), [T B L R], conv or pooling."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    pad = [draw(st.integers(0, 3)) for _ in range(4)]
+    is_conv = draw(st.booleans())
+    H = draw(st.integers(max(1, kh - pad[0] - pad[1]), 7))
+    W = draw(st.integers(max(1, kw - pad[2] - pad[3]), 7))
+    C = draw(st.integers(1, 3))
+    return H, W, C, kh, kw, stride, pad, is_conv
+
+
+@settings(max_examples=60, deadline=None)
+@given(geom=window_geometries(), seed=st.integers(0, 2**32 - 1))
+def test_im2col_back_ref_is_exact_adjoint(backend, np_ns, geom, seed):
+    """<im2col_ref(z), D'> == <z, im2col_back_ref(D)>, for the image and the covered forms."""
+    backend.require("im2col", "col2im", ns=np_ns, dtype=np.float64)
+    H, W, C, kh, kw, stride, pad, is_conv = geom
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((H, W, C))
+    cols = matlab.im2col_ref(z, kh, kw, stride, pad, is_conv, backend=backend.name)
+    np.testing.assert_array_equal(cols, im2col_matlab_loops(z, kh, kw, stride, pad, is_conv))
+    d = rng.standard_normal(cols.T.shape)
+    (t, b, left, r), (sy, sx) = pad, stride
+    rnd = np.floor if is_conv else np.ceil
+    ho = int(rnd((H + t + b - kh) / sy)) + 1
+    wo = int(rnd((W + left + r - kw) / sx)) + 1
+    back = matlab.im2col_back_ref(d, ho, wo, stride, kh, kw, C, pad, H, W, backend=backend.name)
+    lhs, rhs = np.vdot(cols, d.T), np.vdot(z, back)
+    assert abs(lhs - rhs) <= 1e-12 * (np.vdot(np.abs(cols), np.abs(d.T)) + 1.0), (lhs, rhs)
+    # the seed's 7-argument form: adjoint of im2col_ref on the covered region, unpadded
+    zc = rng.standard_normal(((ho - 1) * sy + kh, (wo - 1) * sx + kw, C))
+    cols_c = matlab.im2col_ref(zc, kh, kw, stride, 0, True, backend=backend.name)
+    back_c = matlab.im2col_back_ref(d, ho, wo, stride, kh, kw, C, backend=backend.name)
+    lhs, rhs = np.vdot(cols_c, d.T), np.vdot(zc, back_c)
+    assert abs(lhs - rhs) <= 1e-12 * (np.vdot(np.abs(cols_c), np.abs(d.T)) + 1.0), (lhs, rhs)
+
+
+# --------------------------------------------------------------------------
+# Layout, ordering and option forms
+# --------------------------------------------------------------------------
+
+
+def test_matlab_order_is_not_unfold_order():
+    """im2col_ref's rows are patch(:) (down columns); convcore.im2col's are unfold order."""
+    img = np.arange(12.0).reshape(3, 4)  # img[h, w]
+    ours = matlab.im2col_ref(img, 2, 3, 1, 0)
+    unfold = convcore.im2col(img[None, None], (2, 3))[0]
+    assert not np.array_equal(ours, unfold)
+    # row i + 2*j of ours is tap (i, j); row i*3 + j of unfold is tap (i, j)
+    for i in range(2):
+        for j in range(3):
+            np.testing.assert_array_equal(ours[i + 2 * j], unfold[i * 3 + j])
+    # columns: window (r, c) at r*W' + c in both
+    np.testing.assert_array_equal(ours[:, 1], img[0:2, 1:4].ravel(order="F"))
+
+
+def test_outputs_keep_four_dimensions():
+    """MATLAB would drop trailing singletons; the adapter always returns (H', W', F, N)."""
+    x = np.ones((4, 5))  # C = N = 1, given the MATLAB way
+    w = np.ones((3, 3))  # C = F = 1
+    y = matlab.forward_propagation(x, w, None, 1, 1)
+    assert y.shape == (4, 5, 1, 1)
+    g = matlab.backward_propagation(y, x, w, None, 1, 1)
+    assert g.input.shape == (4, 5, 1, 1) and g.weight.shape == (3, 3, 1, 1)
+    assert g.bias.shape == (1,)
+    g = matlab.backward_propagation(y, x, w, np.zeros((1, 1)), 1, 1)
+    assert g.bias.shape == (1, 1)
+    assert matlab.im2col_back_ref(np.ones((1, 9)), 1, 1, 1, 3, 3, 1).shape == (3, 3, 1)
+
+
+def test_bias_is_added_per_filter():
+    x = np.zeros((2, 2, 1, 1))
+    w = np.zeros((1, 1, 1, 3))
+    for bias in (np.array([1.0, 2, 3]), np.array([[1.0], [2], [3]])):
+        y = matlab.forward_propagation(x, w, bias, 1, 0)
+        np.testing.assert_array_equal(y[0, 0, :, 0], [1, 2, 3])
+    assert not matlab.forward_propagation(x, w, np.zeros((0, 0)), 1, 0).any()  # MATLAB's []
+
+
+@pytest.mark.parametrize(
+    ("stride", "pad", "same_as"),
+    [
+        ([2, 2], [1, 1, 1, 1], (2, 1)),
+        (np.array([[2.0, 2.0]]), np.array([[1.0]]), (2, 1)),  # as scipy.io.loadmat returns them
+        (2.0, (1, 1), (2, 1)),
+        (np.int64(2), np.array(1), (2, 1)),
+        ((2, 1), [0, 1, 2, 0], ((2, 1), (0, 1, 2, 0))),
+    ],
+)
+def test_matlab_option_forms(stride, pad, same_as):
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((6, 7, 2, 2)), rng.standard_normal((3, 2, 2, 3))
+    y = matlab.forward_propagation(x, w, None, stride, pad)
+    np.testing.assert_array_equal(y, matlab.forward_propagation(x, w, None, *same_as))
+
+
+def test_layer_backward_before_forward():
+    layer = matlab.ConvolutionLayer(1, 0)
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward_propagation(np.ones((2, 2, 1, 1)))
+
+
+def test_inputs_are_not_modified():
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((5, 6, 2, 2)), rng.standard_normal((3, 3, 2, 4)), np.ones(4)
+    copies = [a.copy() for a in (x, w, b)]
+    y = matlab.forward_propagation(x, w, b, 2, [1, 0, 0, 1])
+    matlab.backward_propagation(y, x, w, b, 2, [1, 0, 0, 1])
+    matlab.im2col_ref(x[:, :, :, 0], 3, 3, 2, 1)
+    for a, c in zip((x, w, b), copies, strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+# --------------------------------------------------------------------------
+# Errors name the parameter
+# --------------------------------------------------------------------------
+
+X = np.ones((5, 6, 2, 1))
+WGT = np.ones((3, 3, 2, 4))
+IMG = np.ones((5, 6, 2))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: matlab.im2col_ref([[1.0]], 1, 1), TypeError, "img must be an array"),
+        (lambda: matlab.im2col_ref(X, 2, 2), ValueError, "img must be one image"),
+        (lambda: matlab.im2col_ref(IMG, 0, 2), ValueError, "k_height must be >= 1"),
+        (lambda: matlab.im2col_ref(IMG, 2, 2.5), ValueError, "k_width must be an integer"),
+        (lambda: matlab.im2col_ref(IMG, 2, "2"), TypeError, "k_width must be an integer"),
+        (lambda: matlab.im2col_ref(IMG, 2, 2, True), TypeError, "stride must be an integer"),
+        (lambda: matlab.im2col_ref(IMG, 2, 2, 0), ValueError, "stride must be >= 1"),
+        (
+            lambda: matlab.im2col_ref(IMG, 2, 2, [1, 2, 3]),
+            ValueError,
+            r"stride must be .*\[SY SX\]",
+        ),
+        (lambda: matlab.im2col_ref(IMG, 2, 2, 1, -1), ValueError, "pad must be >= 0"),
+        (lambda: matlab.im2col_ref(IMG, 2, 2, 1, [1, 2, 3]), ValueError, r"\[T B L R\]"),
+        (lambda: matlab.im2col_ref(IMG, 2, 2, 1, 0, 2), ValueError, "is_conv must be"),
+        (lambda: matlab.im2col_ref(IMG, 7, 2), ValueError, "k_height x k_width"),
+        (
+            lambda: matlab.im2col_back_ref(np.ones((4, 3)), 2, 2, 1, 2, 2, 1),
+            ValueError,
+            r"dcols must have shape \(dout_h\*dout_w, hh\*ww\*c\) = \(4, 4\)",
+        ),
+        (
+            lambda: matlab.im2col_back_ref(np.ones((4, 4)), 2, 2, 1, 2, 2, 1, 1),
+            ValueError,
+            "pad needs img_h and img_w",
+        ),
+        (
+            lambda: matlab.im2col_back_ref(np.ones((4, 4)), 2, 2, 1, 2, 2, 1, 0, 3),
+            ValueError,
+            "img_h and img_w must be given together",
+        ),
+        (
+            lambda: matlab.im2col_back_ref(np.ones((4, 4)), 2, 2, 1, 2, 2, 1, 0, 5, 3),
+            ValueError,
+            "dout_h=2 windows do not fit",
+        ),
+        (lambda: matlab.forward_propagation(X, np.ones((3, 3, 3, 4))), ValueError, "C=2 channels"),
+        (
+            lambda: matlab.forward_propagation(X, WGT, np.ones(3)),
+            ValueError,
+            r"bias must have shape \(4,\)",
+        ),
+        (lambda: matlab.forward_propagation(X, WGT, np.ones((1, 4))), ValueError, "bias must have"),
+        (lambda: matlab.forward_propagation(X[None], WGT), ValueError, r"x must be \(H, W, C, N\)"),
+        (lambda: matlab.forward_propagation(X, np.ones(3)), ValueError, "weights must be"),
+        (
+            lambda: matlab.forward_propagation(X, WGT.astype(np.float32)),
+            TypeError,
+            "weights has dtype",
+        ),
+        (lambda: matlab.forward_propagation(X, np.ones((7, 3, 2, 1))), ValueError, "do not fit"),
+        (lambda: matlab.forward_propagation(X, "w"), TypeError, "weights must be an array"),
+        (
+            lambda: matlab.backward_propagation(np.ones((4, 4, 4, 1)), X, WGT),
+            ValueError,
+            r"dout must have shape \(H', W', F, N\) = \(3, 4, 4, 1\)",
+        ),
+        (lambda: matlab.reshape_row_major(X, (7, 9)), ValueError, "shape"),
+        (lambda: matlab.ConvolutionLayer(stride=[1, 1, 1]), ValueError, "stride"),
+    ],
+)
+def test_errors_name_the_parameter(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_mixed_namespaces_are_rejected(make_ns):
+    torch = make_ns("torch")
+    with pytest.raises(TypeError, match="weights and x are arrays of different libraries"):
+        matlab.forward_propagation(X, torch.asarray(WGT))
+
+
+# --------------------------------------------------------------------------
+# Live: GNU Octave runs the .m files
+# --------------------------------------------------------------------------
+
+
+def _make_fixtures_module():
+    """matlab_ref/make_fixtures.py (not a package), imported by path."""
+    if "convcore_make_fixtures" in sys.modules:
+        return sys.modules["convcore_make_fixtures"]
+    spec = importlib.util.spec_from_file_location(
+        "convcore_make_fixtures", MATLAB_REF / "make_fixtures.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _random_cases(mf, seed, count=8):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for k in range(count):
+        kh, kw = (int(v) for v in rng.integers(1, 5, size=2))
+        stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        pad = tuple(int(v) for v in rng.integers(0, 3, size=4))
+        H = int(rng.integers(max(1, kh - pad[0] - pad[1]), 9))
+        W = int(rng.integers(max(1, kw - pad[2] - pad[3]), 9))
+        form = k % 3  # exercise every MATLAB option form
+        stride_opt = stride if form else stride[0]
+        pad_opt = pad if form == 2 else (pad[0], pad[2]) if form == 1 else pad[0]
+        case = mf.Case(
+            f"random_{k}",
+            N=int(rng.integers(1, 3)),
+            C=int(rng.integers(1, 4)),
+            H=H,
+            W=W,
+            F=int(rng.integers(1, 4)),
+            kernel=(kh, kw),
+            stride=stride_opt,
+            pad=pad_opt,
+            is_conv=bool(k % 2),
+            bias=bool(k % 4),
+        )
+        t, b, left, r = case.pads
+        if kh <= H + t + b and kw <= W + left + r:
+            cases.append(case)
+    return cases
+
+
+@pytest.fixture(scope="module")
+def live_cases(tmp_path_factory):
+    """Fresh random cases run through the .m files now: ``(seed, [Ref, ...])``."""
+    if OCTAVE is None:
+        pytest.skip("octave-cli (GNU Octave) is not on PATH")
+    mf = _make_fixtures_module()
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    cases = _random_cases(mf, seed)
+    in_dir, out_dir = tmp_path_factory.mktemp("octave_in"), tmp_path_factory.mktemp("octave_out")
+    mf.write_cases(cases, in_dir)
+    mf.run_octave(in_dir, out_dir, OCTAVE)
+    return seed, [load_ref(out_dir / f"{c.id}.mat") for c in cases]
+
+
+@needs_octave
+def test_live_octave_random_cases(live_cases, backend, np_ns, assert_close):
+    backend.require("im2col", "col2im", "conv", "conv_backward", ns=np_ns, dtype=np.float64)
+    seed, refs = live_cases
+    kw = {"backend": backend.name}
+    assert refs, "no valid random case"
+    for ref in refs:
+        msg = f"{ref.id} (random seed {seed}; stride {ref.stride}, pad {ref.pad})"
+        H, W, C, N, HH, WW, _F = ref.sizes
+        ho, wo = ref.windows
+        for n in range(N):
+            cols = matlab.im2col_ref(
+                ref.x[:, :, :, n], HH, WW, ref.stride, ref.pad, ref.is_conv, **kw
+            )
+            assert_close(cols, ref.cols[:, :, n], err_msg=msg)
+            img = matlab.im2col_back_ref(
+                ref.dcols[:, :, n], ho, wo, ref.stride, HH, WW, C, ref.pad, H, W, **kw
+            )
+            assert_close(img, ref.dimg[:, :, :, n], err_msg=msg)
+            covered = matlab.im2col_back_ref(
+                ref.dcols[:, :, n], ho, wo, ref.stride, HH, WW, C, **kw
+            )
+            assert_close(covered, ref.dimg_covered[:, :, :, n], err_msg=msg)
+        y = matlab.forward_propagation(ref.x, ref.w, ref.b, ref.stride, ref.pad, **kw)
+        assert_close(y, ref.y, err_msg=msg)
+        g = matlab.backward_propagation(ref.dout, ref.x, ref.w, ref.b, ref.stride, ref.pad, **kw)
+        assert_close(g.input, ref.dx, err_msg=msg)
+        assert_close(g.weight, ref.dw, err_msg=msg)
+        assert_close(g.bias.reshape(-1, 1), ref.db, err_msg=msg)
+        np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
+
+
+@needs_octave
+def test_live_committed_fixtures_are_current():
+    """Regenerating the fixtures with the current .m files gives the committed numbers."""
+    mf = _make_fixtures_module()
+    with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as inputs:
+            mf.write_cases(mf.CASES, Path(inputs))
+            mf.run_octave(Path(inputs), Path(tmp), OCTAVE)
+        fresh = sorted(p.name for p in Path(tmp).glob("*.mat"))
+        assert fresh == [p.name for p in FIXTURE_FILES], "fixture set differs from CASES"
+        for name in fresh:
+            new, old = sio.loadmat(Path(tmp) / name), sio.loadmat(MATLAB_REF / "fixtures" / name)
+            for key in new:
+                if key.startswith("__") or key == "octave_version":
+                    continue
+                if new[key].dtype.kind == "U":
+                    assert new[key] == old[key], (name, key)
+                    continue
+                np.testing.assert_allclose(
+                    new[key], old[key], rtol=1e-12, atol=1e-12, err_msg=f"{name}: {key}"
+                )
+
+
+SEED_BUGS = [
+    "missing_ends",
+    "missing_else_pad",
+    "missing_else_conv",
+    "pool_overhang_skipped",
+    "bias_overwritten",
+    "size_not_floored",
+    "reshape_uses_HW",
+    "start_row_stride",
+    "pad_removal_is_1",
+    "back_ref_ignores_pad",
+    "reshape_row_major_undefined",
+    "forward_reshape_F",
+    "backward_reshape_F",
+    "back_ref_patch_order",
+]
+
+
+@needs_octave
+def test_live_seed_literal_code_shows_each_bug():
+    """show_seed_bugs.m: the seed's literal code shows every bug, the fixed code passes."""
+    proc = subprocess.run(
+        [OCTAVE, "--no-gui", "--norc", "--quiet", str(MATLAB_REF / "show_seed_bugs.m")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("BUG ", "FIX "))]
+    status = {tuple(line.split()[:2]): line.split()[2].rstrip(":") for line in lines}
+    for name in SEED_BUGS:
+        assert status.get(("BUG", name)) == "CONFIRMED", (name, proc.stdout)
+        assert status.get(("FIX", name)) == "OK", (name, proc.stdout)
+    assert len(status) == 2 * len(SEED_BUGS), proc.stdout
