@@ -125,9 +125,11 @@ def _select(op: str, xp, ref, backend: str | None) -> tuple[str, Callable]:
     if name == AUTO:
         declined = []
         for candidate in registry.names():
-            reason = registry.unavailable_reason(candidate)
+            # Declared capabilities first: checking them imports nothing, so a backend
+            # that cannot take this input (cupy for NumPy arrays) is never probed.
+            reason = registry.capability_problem(candidate, op, xp_name, device, dtype)
             if reason is None:
-                reason = registry.capability_problem(candidate, op, xp_name, device, dtype)
+                reason = registry.unavailable_reason(candidate)
             if reason is None:
                 return candidate, registry.kernels(candidate)[op]
             declined.append(f"{candidate}: {reason}")

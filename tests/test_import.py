@@ -31,6 +31,10 @@ def _run(code, tmp_path, *args):
 
 
 def test_import_and_conv_do_not_import_heavy_libraries(tmp_path):
+    # Importing convcore and running the numpy and array_api backends import no
+    # accelerator library.  Listing availability may import cupy (only the driver can
+    # say whether a GPU is there) but nothing else; ``auto`` may import numba (the fast
+    # CPU backend it picks for NumPy arrays) but never torch or jax.
     code = f"""
         import sys
         import numpy as np
@@ -38,17 +42,25 @@ def test_import_and_conv_do_not_import_heavy_libraries(tmp_path):
 
         heavy = {HEAVY!r}
         after_import = sorted(m for m in heavy if m in sys.modules)
+        infos = convcore.available_backends()
+        assert {{"numpy", "array_api"}} <= {{b.name for b in infos}}, infos
+        after_listing = sorted(m for m in heavy if m in sys.modules and m != "cupy")
         x = np.arange(2 * 3 * 5 * 5, dtype=np.float64).reshape(2, 3, 5, 5)
         w = np.ones((4, 3, 3, 3))
-        y = convcore.conv2d(x, w, padding=1)
-        assert y.shape == (2, 4, 5, 5), y.shape
-        assert float(y[0, 0, 2, 2]) == float(x[0, :, 1:4, 1:4].sum())
-        dx, dw, db = convcore.conv2d_backward(np.ones_like(y), x, w, padding=1)
-        cols = convcore.im2col(x, 3)
-        convcore.col2im(cols, (5, 5), 3)
-        after_use = sorted(m for m in heavy if m in sys.modules)
+        for name in ("numpy", "array_api"):
+            y = convcore.conv2d(x, w, padding=1, backend=name)
+            assert y.shape == (2, 4, 5, 5), y.shape
+            assert float(y[0, 0, 2, 2]) == float(x[0, :, 1:4, 1:4].sum())
+            dx, dw, db = convcore.conv2d_backward(np.ones_like(y), x, w, padding=1, backend=name)
+            cols = convcore.im2col(x, 3, backend=name)
+            convcore.col2im(cols, (5, 5), 3, backend=name)
+        after_use = sorted(m for m in heavy if m in sys.modules and m != "cupy")
+        convcore.conv2d(x, w, padding=1)
+        after_auto = sorted(m for m in heavy if m in sys.modules and m not in ("numba", "cupy"))
         assert after_import == [], after_import
+        assert after_listing == [], after_listing
         assert after_use == [], after_use
+        assert after_auto == [], after_auto
         """
     proc = _run(code, tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -23,6 +23,7 @@ from pathlib import Path
 import array_api_strict as xps
 import numpy as np
 import pytest
+from expected_backend import auto_for_numpy
 from reference import conv2d_ref
 
 import convcore
@@ -197,7 +198,7 @@ def test_plugin_selected_by_env_var(site, monkeypatch):
 
 def test_auto_does_not_pick_a_lower_priority_plugin(site):
     x, w, b = _inputs()
-    assert convcore.resolve_backend("conv", x) == "numpy"
+    assert convcore.resolve_backend("conv", x) == auto_for_numpy()
     convcore.conv2d(x, w, b, groups=2)
     assert _plugin().CALLS == []
 
@@ -270,7 +271,7 @@ def test_unavailable_plugin_raises_when_selected(site, monkeypatch, source):
 
 def test_auto_skips_unavailable_plugin_even_with_top_priority(site):
     x, w, b = _inputs()
-    assert convcore.resolve_backend("conv", x) == "numpy"
+    assert convcore.resolve_backend("conv", x) == auto_for_numpy()
     y = convcore.conv2d(x, w, b, groups=2)
     np.testing.assert_allclose(y, conv2d_ref(x, w, b, groups=2), rtol=1e-12, atol=1e-12)
     assert sys.modules["convcore_example_unavailable"].LOADED == []
@@ -336,13 +337,13 @@ def test_blocked_plugins_are_not_imported_in_a_fresh_process(site, tmp_path):
         y = convcore.conv2d(np.ones((1, 2, 4, 4)), np.ones((3, 2, 3, 3)))
         assert y.shape == (1, 3, 2, 2) and float(y[0, 0, 0, 0]) == 18.0
         assert convcore.resolve_backend("conv", y) == "array_api"
-        for module in ("convcore_example_plugin", "convcore_numpy"):
+        for module in ("convcore_example_plugin", "convcore_numpy", "convcore_numba"):
             assert module not in sys.modules, module
         """
     )
     env = _subprocess_env(
         PYTHONPATH=os.pathsep.join([str(site), *sys.path]),
-        CONVCORE_DISABLED_BACKENDS="convcore_example,numpy",
+        CONVCORE_DISABLED_BACKENDS="convcore_example,numpy,numba,cupy",
         CONVCORE_EXAMPLE_PLUGIN_LOG=str(log),
         CONVCORE_CONFIG_DIR=str(tmp_path / "no-user-config"),
     )
@@ -439,11 +440,12 @@ def test_register_backend_at_run_time():
         convcore.im2col(x, 3, backend="runtime_spy")
     with pytest.raises(BackendCapabilityError, match="float32"):
         convcore.conv2d(x.astype(np.float32), w.astype(np.float32), backend="runtime_spy", groups=2)
-    # auto: a priority above numpy's wins for what it declares, not for the rest.
+    # auto: a priority above every built-in wins for what it declares, not for the rest.
+    best_im2col, best_f32 = auto_for_numpy("im2col"), auto_for_numpy("conv", "float32")
     convcore.register_backend(_runtime_spec("runtime_top", log, priority=100))
     assert convcore.resolve_backend("conv", x) == "runtime_top"
-    assert convcore.resolve_backend("im2col", x) == "numpy"
-    assert convcore.resolve_backend("conv", x.astype(np.float32)) == "numpy"
+    assert convcore.resolve_backend("im2col", x) == best_im2col
+    assert convcore.resolve_backend("conv", x.astype(np.float32)) == best_f32
 
 
 def test_register_backend_twice_is_an_error():
