@@ -189,5 +189,45 @@ def demo(backend, batch, dtype, repeat, seed):
         raise SystemExit(1)
 
 
+@main.command()
+@click.option(
+    "--dtype",
+    "dtypes",
+    type=click.Choice(["float32", "float64"]),
+    multiple=True,
+    help="Dtype to compile for (repeatable; default: both).",
+)
+def warmup(dtypes):
+    """Compile the numba backend's kernels now instead of on first use.
+
+    Serial kernels are cached on disk by Numba, so later processes load them
+    instead of compiling them; the parallel im2col/col2im kernels are compiled
+    for this process only.  Prints the time each step took.
+    """
+    registry = get_registry()
+    if "numba" not in registry.names():
+        raise click.UsageError(
+            "the numba backend is not registered (blocked by CONVCORE_DISABLED_BACKENDS "
+            "or its package is not installed)"
+        )
+    reason = registry.unavailable_reason("numba")
+    if reason is not None:
+        raise click.UsageError(f"the numba backend is unavailable: {reason}")
+    dtypes = dtypes or ("float32", "float64")
+    start = time.perf_counter()
+    from convcore_numba import warmup as numba_warmup
+
+    times = numba_warmup(dtypes)
+    total = time.perf_counter() - start
+    click.echo(f"import numba and the kernels: {times['import']:.2f} s")
+    for name in dtypes:
+        click.echo(f"compile {name}: {times[name]:.2f} s")
+    click.echo(
+        f"cached kernels: {times['cache_hits']} loaded from Numba's cache, "
+        f"{times['compiled']} compiled"
+    )
+    click.echo(f"total: {total:.2f} s")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -24,16 +24,21 @@ Design, in short:
   the forward pass and col2im in the backward pass: the GEMMs read ``x`` and
   write ``out`` / ``dx`` directly.
 * **Bounded memory.**  The batch is processed in chunks so that the column
-  buffer stays below ``CONVCORE_WORKSPACE_MB`` MiB (default 16, read once per
-  call).  One buffer is reused by all chunks.  Small buffers also stay in the
-  allocator's heap: fresh allocations above glibc's 32 MiB mmap threshold
-  page-fault on every call, which measured up to 2.5x slower on float64 layers.
+  buffer plus the GEMM's other side (output rows forward, gradient rows
+  backward) stay below ``CONVCORE_WORKSPACE_MB`` MiB (default 16, read once
+  per call; a chunk holds at least one image).  The buffers are reused by all
+  chunks.  Small buffers also come back from the allocator's heap without page
+  faults, whereas fresh allocations above glibc's 32 MiB mmap threshold fault
+  on every call: with a 256 MiB limit the float64 forward of the benchmark
+  layers with the largest column buffers (70-115 MB) ran 2.5-3x slower.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -165,9 +170,10 @@ def _swap01(a):
 
 
 def _workspace_bytes():
-    """Column-buffer limit in bytes, from ``CONVCORE_WORKSPACE_MB``.
+    """Workspace limit in bytes, from ``CONVCORE_WORKSPACE_MB``.
 
-    Unset, empty, unparsable or non-positive values give the default.
+    Unset, empty, unparsable, zero, negative or NaN values give the default;
+    ``inf`` means no limit (one chunk for the whole batch).
     """
     raw = os.environ.get("CONVCORE_WORKSPACE_MB", "").strip()
     try:
@@ -176,6 +182,8 @@ def _workspace_bytes():
         mb = _DEFAULT_WORKSPACE_MB
     if not mb > 0:
         mb = _DEFAULT_WORKSPACE_MB
+    if math.isinf(mb):
+        return sys.maxsize
     return int(mb * 2**20)
 
 
@@ -189,26 +197,31 @@ def _batch_chunks(n, bytes_per_image, limit):
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def _chunked_columns(x, geom, limit):
-    """Yield ``(start, stop, cols)`` for batch chunks of at most ``limit`` bytes.
+def _chunked_columns(x, geom, limit, aux_rows):
+    """Yield ``(start, stop, cols, aux)`` for batch chunks of at most ``limit`` bytes.
 
     ``cols`` is the im2col of ``x[start:stop]`` laid out as ``(C, *K, nb, *O)``
-    (C order), i.e. a ``(C*K, nb*L)`` matrix.  All chunks share one buffer,
-    so ``cols`` is only valid until the next chunk is requested; the caller
-    may overwrite it.
+    (C order), i.e. a ``(C*K, nb*L)`` matrix.  ``aux`` is an uninitialised
+    ``(aux_rows, nb*L)`` scratch matrix for the GEMM on the other side (output
+    rows in the forward pass, gradient rows in the backward pass); it counts
+    against ``limit`` too.  All chunks share the same two buffers, so both are
+    valid only until the next chunk is requested; the caller may overwrite them.
     """
     n, c = x.shape[:2]
-    per_image = c * geom.kernel_numel * geom.output_numel
-    chunks = _batch_chunks(n, per_image * x.dtype.itemsize, limit)
+    L = geom.output_numel
+    rows = c * geom.kernel_numel
+    chunks = _batch_chunks(n, (rows + aux_rows) * L * x.dtype.itemsize, limit)
     if not chunks:
         return
-    flat = np.empty(per_image * max(b - a for a, b in chunks), x.dtype)
+    nb_max = max(b - a for a, b in chunks)
+    cols_flat = np.empty(rows * L * nb_max, x.dtype)
+    aux_flat = np.empty(aux_rows * L * nb_max, x.dtype)
     plan = _plan(geom)
     for a, b in chunks:
-        shape = (c, *geom.kernel_size, b - a, *geom.output_size)
-        cols = flat[: per_image * (b - a)].reshape(shape)
+        nb = b - a
+        cols = cols_flat[: rows * L * nb].reshape(c, *geom.kernel_size, nb, *geom.output_size)
         _gather(_swap01(x[a:b]), _taps_view(cols, geom.nd), plan)
-        yield a, b, cols
+        yield a, b, cols, aux_flat[: aux_rows * L * nb].reshape(aux_rows, nb * L)
 
 
 # ------------------------------------------------------------------------- kernels
@@ -290,8 +303,9 @@ def conv(xp, x, weight, bias, geom, groups):
 
     Notes
     -----
-    The batch is processed in chunks whose column buffer stays under
-    ``CONVCORE_WORKSPACE_MB`` MiB (default 16; read once per call).
+    The batch is processed in chunks whose column buffer and GEMM result
+    together stay under ``CONVCORE_WORKSPACE_MB`` MiB (default 16; read once per
+    call); a chunk holds at least one image.
     """
     n, f = x.shape[0], weight.shape[0]
     out = np.empty((n, f, *geom.output_size), x.dtype)
@@ -321,14 +335,14 @@ def _conv_im2col(x, w3, bias, geom, out3, limit):
     """
     g, fg, ckg = w3.shape
     f, L = g * fg, geom.output_numel
-    for a, b, cols in _chunked_columns(x, geom, limit):
+    for a, b, cols, y in _chunked_columns(x, geom, limit, aux_rows=f):
         nb = b - a
-        y = np.matmul(w3, cols.reshape(g, ckg, nb * L)).reshape(f, nb, L)
-        dst = _swap01(out3[a:b])
+        np.matmul(w3, cols.reshape(g, ckg, nb * L), out=y.reshape(g, fg, nb * L))
+        y3, dst = y.reshape(f, nb, L), _swap01(out3[a:b])
         if bias is None:
-            np.copyto(dst, y)
+            np.copyto(dst, y3)
         else:
-            np.add(y, bias[:, None, None], out=dst)
+            np.add(y3, bias[:, None, None], out=dst)
 
 
 def conv_backward(xp, grad_out, x, weight, geom, groups):
@@ -356,8 +370,8 @@ def conv_backward(xp, grad_out, x, weight, geom, groups):
 
     Notes
     -----
-    Per batch chunk, the columns ``cols`` (C*K, nb*L) and the transposed
-    gradient ``go`` (F, nb*L) give ``dw += go @ cols.T`` and
+    Per batch chunk, the columns ``cols`` (C*K, nb*L) and a transposed copy
+    of the gradient ``go`` (F, nb*L) give ``dw += go @ cols.T`` and
     ``dcols = W.T @ go`` as one GEMM each per group; ``dcols`` overwrites
     ``cols`` and is folded into ``dx`` (col2im).  Chunking as in :func:`conv`.
     """
@@ -371,9 +385,12 @@ def conv_backward(xp, grad_out, x, weight, geom, groups):
     else:
         dx = np.zeros(x.shape, x.dtype)
     plan = _plan(geom)
-    for a, b, cols in _chunked_columns(x, geom, _workspace_bytes()):
-        go = _gemm_layout(go3[a:b], groups)
-        db += go.reshape(f, -1).sum(axis=1)
+    chunks = _chunked_columns(x, geom, _workspace_bytes(), aux_rows=f)
+    for a, b, cols, go in chunks:
+        nb = b - a
+        np.copyto(go.reshape(f, nb, -1), _swap01(go3[a:b]))
+        db += go.sum(axis=1)
+        go = go.reshape(groups, f // groups, -1)
         c3 = cols.reshape(groups, w3.shape[2], -1)
         dw3 += np.matmul(go, c3.swapaxes(1, 2))
         if geom.is_pointwise:
@@ -382,12 +399,6 @@ def conv_backward(xp, grad_out, x, weight, geom, groups):
             np.matmul(w3.swapaxes(1, 2), go, out=c3)
             _scatter_add(_taps_view(cols, geom.nd), _swap01(dx[a:b]), plan)
     return dx, dw3.reshape(weight.shape), db
-
-
-def _gemm_layout(go_chunk, groups):
-    """Copy ``(nb, F, L)`` into the GEMM layout ``(groups, F // groups, nb * L)``."""
-    nb, f, L = go_chunk.shape
-    return np.ascontiguousarray(_swap01(go_chunk)).reshape(groups, f // groups, nb * L)
 
 
 def _dx_pointwise(go_chunk, w3, dx_chunk):

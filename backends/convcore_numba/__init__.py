@@ -1,0 +1,100 @@
+"""convcore's Numba backend: parallel CPU kernels for NumPy arrays.
+
+Registered through the entry-point group ``convcore.backends`` like any
+third-party plugin.  Importing this module is cheap: it does not import Numba.
+``check_available`` only looks Numba up (:func:`importlib.util.find_spec`),
+and the kernels, with Numba, are imported by ``load`` on first use.
+
+:func:`warmup` compiles the kernels ahead of time (``convcore warmup`` on the
+command line).  See ``docs/numba.md`` for the design and the measurements.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from convcore.hookspecs import hookimpl
+
+__all__ = ["convcore_register_backends", "warmup"]
+
+_MIN_NUMBA = (0, 59)
+
+
+def _load():
+    from . import _ops
+
+    return {
+        "im2col": _ops.im2col,
+        "col2im": _ops.col2im,
+        "conv": _ops.conv,
+        "conv_backward": _ops.conv_backward,
+    }
+
+
+def _numba_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("numba")
+    except Exception:
+        return None
+
+
+def _check_available() -> str | None:
+    """None when Numba can be imported here, else why not (without importing it)."""
+    if importlib.util.find_spec("numba") is None:
+        return "numba is not installed (pip install numba)"
+    found = _numba_version()
+    if found is None:
+        return "numba is importable but has no package metadata (broken install?)"
+    try:
+        parts = tuple(int(p) for p in found.split(".")[:2])
+    except ValueError:
+        return None
+    if parts < _MIN_NUMBA:
+        need = ".".join(map(str, _MIN_NUMBA))
+        return f"numba {found} is too old (the numba backend needs numba >= {need})"
+    return None
+
+
+def warmup(dtypes=("float32", "float64")) -> dict[str, float]:
+    """Compile (or load from Numba's cache) every kernel for ``dtypes``.
+
+    Parameters
+    ----------
+    dtypes : iterable of str, optional
+        ``"float32"`` and/or ``"float64"``.
+
+    Returns
+    -------
+    dict
+        Seconds spent: ``"import"`` (importing Numba and the kernels) and one
+        entry per dtype.
+    """
+    from ._warmup import warmup as _warmup
+
+    return _warmup(dtypes)
+
+
+@hookimpl
+def convcore_register_backends(register):
+    """Register the ``numba`` backend (NumPy arrays on the CPU, float32/float64)."""
+    from convcore import BackendSpec
+
+    register(
+        BackendSpec(
+            name="numba",
+            load=_load,
+            ops={"im2col", "col2im", "conv", "conv_backward"},
+            dtypes={"float32", "float64"},
+            namespaces={"numpy"},
+            devices={"cpu"},
+            priority=20,
+            version=_numba_version(),
+            description=(
+                "Numba kernels: per-core pipelines of im2col + single-threaded BLAS, "
+                "prange im2col/col2im, deterministic"
+            ),
+            check_available=_check_available,
+        )
+    )

@@ -1,0 +1,384 @@
+"""The four ops of the ``numba`` backend: the drivers around the Numba kernels.
+
+Layout of a convolution call (2-D; 1-D runs as 2-D with a height of 1):
+
+* The call is cut into independent **work items** that run on
+  ``numba.get_num_threads()`` threads (:mod:`._threads`).  Every item runs
+  serial Numba kernels and single-threaded BLAS on its own column block of
+  about :data:`BLOCK_BYTES`, so the block an item builds is still in cache when
+  its GEMM reads it, and no BLAS thread spins next to a Numba thread.
+* **Forward** items are ``(image range, band of output rows)``: several small
+  images or one band of a large one.  An item unfolds them into
+  ``(groups, C/g*KH*KW + 1, rows*Wo)`` blocks whose last row per group is
+  ones, and multiplies each by ``[W_g | b_g]`` (the bias rides in the GEMM);
+  the GEMM writes straight into the output: no transpose, no bias pass.
+  Pointwise convolutions (1x1, stride 1, no padding) skip the unfolding;
+  groups of at most :data:`DIRECT_MAX_FILTERS_PER_GROUP` filters (depthwise)
+  use a direct kernel.
+* **Backward** items are ``(image range, group, range of channels)``.  An item
+  unfolds its images side by side (the last channel range adds the row of
+  ones, so ``db`` comes out of the ``dw`` GEMM), computes its columns of the
+  range's ``[dw | db]`` partial (``go @ cols.T``, summing over all the
+  range's pixels), then reuses the block for ``dcols = W.T @ go`` and folds
+  it into its own channels of ``dx`` (col2im owns those planes).  The
+  partials are added to ``dw`` in range order.
+* **Determinism.**  How a call is cut into bands, ranges and channel ranges
+  depends only on the geometry and the dtype, never on the number of threads
+  or on the workspace, every BLAS call is single-threaded, and partials are
+  summed in a fixed order: results are bitwise identical from run to run, for
+  any number of threads and any ``CONVCORE_WORKSPACE_MB``.  (Cutting a product
+  differently changes its rounding: OpenBLAS gives different bits for
+  differently partitioned products, and for 1 vs 2 threads, on this machine.)
+  The one exception: when another Python thread holds threadpoolctl's
+  control of OpenBLAS, the call runs on one thread with BLAS as it is set.
+* **Workspace.**  ``CONVCORE_WORKSPACE_MB`` bounds the column blocks in flight
+  (``workers x block``: fewer workers when it is below one block per thread,
+  never fewer than one) and, separately, the ``dw`` partials kept per round of
+  image ranges (at least one range per round).
+"""
+
+from __future__ import annotations
+
+import os
+from math import ceil
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import _kernels as K
+from ._threads import blas_single_threaded, num_threads, run_items
+
+if TYPE_CHECKING:
+    from convcore.geometry import ConvGeometry
+
+__all__ = ["col2im", "conv", "conv_backward", "im2col"]
+
+#: Default of ``CONVCORE_WORKSPACE_MB`` (see docs/numba.md for the measurement).
+DEFAULT_WORKSPACE_MB = 64
+#: Target size of one work item's column block: about a core's L2 cache.
+BLOCK_BYTES = 1 << 20
+#: Below this many multiply-adds a call runs on the calling thread only.
+_PARALLEL_MIN_MACS = 2_000_000
+#: Forward convolutions with at most this many filters per group use the direct
+#: kernel (depthwise and similar: the per-group GEMM would be a matrix-vector
+#: product).  Measured: depthwise 3x3 layers 2-9x faster direct; with 32 filters
+#: (layer D) im2col + GEMM is 7x faster than the direct kernel.
+DIRECT_MAX_FILTERS_PER_GROUP = 4
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _geo(geom: ConvGeometry):
+    """``(kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)`` of a 1-D or 2-D geometry."""
+    if geom.nd == 2:
+        kh, kw = geom.kernel_size
+        sh, sw = geom.stride
+        dh, dw = geom.dilation
+        ho, wo = geom.output_size
+        return (kh, kw, sh, sw, geom.padding[0], geom.padding[2], dh, dw, ho, wo)
+    if geom.nd == 1:
+        (k,), (s,), (d,), (o,) = geom.kernel_size, geom.stride, geom.dilation, geom.output_size
+        return (1, k, 1, s, 0, geom.padding[0], 1, d, 1, o)
+    raise NotImplementedError(
+        f"the numba backend supports 1-D and 2-D convolutions, got {geom.nd} spatial axes"
+    )
+
+
+def _as4d(a, geom: ConvGeometry):
+    """A C-contiguous ``(N, C, H, W)`` view or copy of ``a`` (``(N, C, W)`` in 1-D)."""
+    a = np.ascontiguousarray(a)
+    if geom.nd == 1:
+        a = a.reshape(a.shape[0], a.shape[1], 1, a.shape[2])
+    return a
+
+
+def _workspace_bytes() -> int:
+    """``CONVCORE_WORKSPACE_MB`` in bytes (default :data:`DEFAULT_WORKSPACE_MB`)."""
+    raw = os.environ.get("CONVCORE_WORKSPACE_MB", "").strip()
+    try:
+        mb = float(raw) if raw else DEFAULT_WORKSPACE_MB
+    except ValueError:
+        mb = DEFAULT_WORKSPACE_MB
+    return max(int(mb * 2**20), 1)
+
+
+def _pieces(total: int, per_piece: int):
+    """``range(total)`` cut into near-equal ``(start, stop)`` pieces of at most ``per_piece``."""
+    count = ceil(total / max(1, per_piece))
+    step = ceil(total / count)
+    return [(a, min(total, a + step)) for a in range(0, total, step)]
+
+
+def _workers(macs: float, items: int, block_bytes: int) -> int:
+    """Threads for a call: all of them, unless the call is tiny or the workspace small."""
+    if macs < _PARALLEL_MIN_MACS:
+        return 1
+    fit = max(1, _workspace_bytes() // max(1, block_bytes))
+    return max(1, min(num_threads(), items, fit))
+
+
+class _Buffers:
+    """Scratch arrays per worker, allocated on the worker's first item.
+
+    ``size`` is one flat length (``get`` returns an array) or a tuple of them
+    (``get`` returns a tuple of arrays).  (Keeping them between calls measured
+    no faster: a worker's block is about BLOCK_BYTES, far below the size where
+    fresh arrays page-fault on every call.)
+    """
+
+    def __init__(self, workers: int, size, dtype):
+        self._sizes = size if isinstance(size, tuple) else (size,)
+        self._tuple = isinstance(size, tuple)
+        self._dtype = dtype
+        self._arrays = [None] * workers
+
+    def get(self, worker: int):
+        bufs = self._arrays[worker]
+        if bufs is None:
+            bufs = self._arrays[worker] = tuple(np.empty(s, self._dtype) for s in self._sizes)
+        return bufs if self._tuple else bufs[0]
+
+
+# ------------------------------------------------------------------- im2col / col2im ops
+
+
+def im2col(xp, x, geom: ConvGeometry):
+    """Unfold ``x`` (N, C, *S) into columns (N, C*prod(K), prod(O)); parallel over planes."""
+    geo = _geo(geom)
+    x4 = _as4d(x, geom)
+    n, c = x4.shape[:2]
+    out = np.empty((n, c * geom.kernel_numel, geom.output_numel), x4.dtype)
+    K.im2col_parallel(x4, out, geo)
+    return out
+
+
+def col2im(xp, cols, geom: ConvGeometry):
+    """Fold columns back to ``(N, C, *input_size)``, summing overlaps; parallel over planes."""
+    geo = _geo(geom)
+    cols = np.ascontiguousarray(cols)
+    n = cols.shape[0]
+    c = cols.shape[1] // geom.kernel_numel
+    h, w = (1, geom.input_size[0]) if geom.nd == 1 else geom.input_size
+    out = np.empty((n, c, h, w), cols.dtype)
+    K.col2im_parallel(cols, out, geo)
+    return out.reshape((n, c, *geom.input_size))
+
+
+# ------------------------------------------------------------------------- forward
+
+
+def conv(xp, x, weight, bias, geom: ConvGeometry, groups: int):
+    """Grouped cross-correlation ``(N, C, *S) -> (N, F, *O)`` by im2col + GEMM."""
+    geo = _geo(geom)
+    x4 = _as4d(x, geom)
+    w4 = _as4d(weight, geom)
+    if bias is not None:
+        bias = np.ascontiguousarray(bias)
+    n = x4.shape[0]
+    f = w4.shape[0]
+    out = np.empty((n, f, geo[8], geo[9]), x4.dtype)
+    with blas_single_threaded() as single:
+        if f // groups <= DIRECT_MAX_FILTERS_PER_GROUP:
+            _forward_direct(x4, w4, bias, out, geo, groups)
+        elif geom.is_pointwise:
+            _forward_pointwise(x4, w4, bias, out, groups, single)
+        else:
+            _forward_im2col(x4, w4, bias, out, geo, groups, single)
+    return out.reshape((n, f, *geom.output_size))
+
+
+def _forward_direct(x4, w4, bias, out, geo, groups):
+    """Thin groups: the direct kernel, items of whole images (no BLAS involved)."""
+    n, c = x4.shape[:2]
+    f = w4.shape[0]
+    b = bias if bias is not None else np.zeros(f, x4.dtype)
+    per_image = f * geo[8] * geo[9] * w4[0].size
+    images = _pieces(n, max(1, (1 << 20) // max(1, per_image)))
+
+    def item(worker, idx):
+        i0, i1 = images[idx]
+        K.conv_direct_block(x4, w4, b, out, i0, i1, 0, f, geo, c // groups, f // groups)
+
+    run_items(item, len(images), _workers(float(n) * per_image, len(images), 0))
+
+
+def _split_batch(n: int, size: int, per_image: int):
+    """Image ranges and bands of ``size`` (rows or columns): items of about BLOCK_BYTES.
+
+    Small images are grouped (several per item); a large one is cut into bands.
+    ``per_image`` is the block size of one whole image in bytes.
+    """
+    if per_image <= BLOCK_BYTES:
+        return _pieces(n, BLOCK_BYTES // per_image), [(0, size)]
+    per_unit = max(1, per_image // size)
+    return _pieces(n, 1), _pieces(size, BLOCK_BYTES // per_unit)
+
+
+def _forward_pointwise(x4, w4, bias, out, groups, single):
+    """``y_n = W_g @ x_n`` per group and image (batched matmul); no column buffer."""
+    n, c = x4.shape[:2]
+    f = w4.shape[0]
+    cg, fg = c // groups, f // groups
+    L = x4.shape[2] * x4.shape[3]
+    x3 = x4.reshape(n, c, L)
+    y3 = out.reshape(n, f, L)
+    w3 = w4.reshape(groups, fg, cg)
+    images, bands = _split_batch(n, L, c * L * x4.itemsize)
+
+    def item(worker, idx):
+        (i0, i1), (l0, l1) = images[idx // len(bands)], bands[idx % len(bands)]
+        for g in range(groups):
+            np.matmul(
+                w3[g],
+                x3[i0:i1, g * cg : (g + 1) * cg, l0:l1],
+                out=y3[i0:i1, g * fg : (g + 1) * fg, l0:l1],
+            )
+        if bias is not None:
+            K.add_bias(y3, bias, i0, i1, l0, l1)
+
+    items = len(images) * len(bands)
+    workers = _workers(float(n) * f * cg * L, items, 0) if single else 1
+    run_items(item, items, workers)
+
+
+def _forward_im2col(x4, w4, bias, out, geo, groups, single):
+    n, c = x4.shape[:2]
+    f = w4.shape[0]
+    cg, fg = c // groups, f // groups
+    ckg = cg * geo[0] * geo[1]
+    ho, wo = geo[8], geo[9]
+    L = ho * wo
+    extra = 1 if bias is not None else 0
+    rows_g = ckg + extra
+    # [W_g | b_g]: the bias multiplies the row of ones at the end of each group block.
+    wb = np.empty((groups, fg, rows_g), x4.dtype)
+    wb[:, :, :ckg] = w4.reshape(groups, fg, ckg)
+    if extra:
+        wb[:, :, ckg] = bias.reshape(groups, fg)
+    images, bands = _split_batch(n, ho, groups * rows_g * L * x4.itemsize)
+    nb_max = max(b - a for a, b in images)
+    rows_max = max(b - a for a, b in bands)
+    y3 = out.reshape(n, f, L)
+
+    def item(worker, idx):
+        (i0, i1), (r0, r1) = images[idx // len(bands)], bands[idx % len(bands)]
+        nb, lb = i1 - i0, (r1 - r0) * wo
+        buf = buffers.get(worker)
+        cols = buf[: nb * groups * rows_g * lb].reshape(nb, groups, rows_g, lb)
+        if extra:
+            cols[:, :, ckg, :] = 1
+        istride = groups * rows_g * lb  # the images one after the other
+        K.im2col_block(x4, i0, i1, 0, c, 0, r0, r1, buf, i0, istride, lb, geo, cg, rows_g)
+        for g in range(groups):
+            np.matmul(wb[g], cols[:, g], out=y3[i0:i1, g * fg : (g + 1) * fg, r0 * wo : r1 * wo])
+
+    items = len(images) * len(bands)
+    size = nb_max * groups * rows_g * rows_max * wo
+    workers = _workers(float(n) * f * ckg * L, items, size * x4.itemsize) if single else 1
+    buffers = _Buffers(workers, size, x4.dtype)
+    run_items(item, items, workers)
+
+
+# ------------------------------------------------------------------------ backward
+
+
+def conv_backward(xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
+    """``(dx, dw, db)`` of :func:`conv`; bitwise reproducible for any thread count."""
+    geo = _geo(geom)
+    x4 = _as4d(x, geom)
+    w4 = _as4d(weight, geom)
+    n, c, h, w = x4.shape
+    f = w4.shape[0]
+    dtype = x4.dtype
+    cg, fg = c // groups, f // groups
+    kk = geo[0] * geo[1]
+    ckg = cg * kk
+    L = geo[8] * geo[9]
+    go3 = np.ascontiguousarray(grad_out).reshape(n, f, L)
+    w3 = w4.reshape(groups, fg, ckg)
+    dx = np.empty((n, c, h, w), dtype)
+    pointwise = geom.is_pointwise
+    x3 = x4.reshape(n, c, L) if pointwise else None
+    dx3 = dx.reshape(n, c, L) if pointwise else None
+    itemsize = x4.itemsize
+
+    # Items: (image range, group, channel range), each a column block of about
+    # BLOCK_BYTES: several images side by side when one group's block is small
+    # (their dw GEMM then sums over all their columns at once), else one image
+    # and a range of its channels (at least one).  The cut depends only on the
+    # geometry and the dtype, so the rounding does too.
+    group_block = (ckg + 1) * L * itemsize
+    if group_block <= BLOCK_BYTES:
+        images, chans = _pieces(n, BLOCK_BYTES // group_block), [(0, cg)]
+    else:
+        images, chans = _pieces(n, 1), _pieces(cg, BLOCK_BYTES // (kk * L * itemsize))
+    nb_max = max(b - a for a, b in images)
+    ch_max = max(b - a for a, b in chans)
+    block = nb_max * (ch_max * kk + 1) * L
+    per_range = groups * len(chans)
+
+    # One [dw | db] partial per image range, kept for a round of ranges that fits
+    # the workspace (at least one range) and added to acc in range order.
+    part = f * (ckg + 1)
+    cap = max(1, _workspace_bytes() // (part * itemsize))
+    rounds = [list(range(a, b)) for a, b in _pieces(len(images), cap)]
+    parts = np.empty((max(len(r) for r in rounds), groups, fg, ckg + 1), dtype)
+    acc = np.zeros(part, dtype)
+
+    def item(worker, idx, first):
+        r = first + idx // per_range
+        (i0, i1), rest = images[r], idx % per_range
+        g, (c0, c1) = rest // len(chans), chans[rest % len(chans)]
+        nb, nc, cs = i1 - i0, c1 - c0, g * cg
+        last = c1 == cg
+        bufs = buffers.get(worker)
+        # grad_out of the range as (F/g, nb*L): the images side by side.
+        if nb == 1:
+            gor = go3[i0, g * fg : (g + 1) * fg]
+        else:
+            gor = bufs[1][: fg * nb * L].reshape(fg, nb, L)
+            gor[...] = go3[i0:i1, g * fg : (g + 1) * fg].transpose(1, 0, 2)
+            gor = gor.reshape(fg, nb * L)
+        slot = parts[r - first, g]
+        if pointwise:
+            if nb == 1:
+                xr = x3[i0, cs + c0 : cs + c1]
+            else:
+                xr = bufs[0][: nc * nb * L].reshape(nc, nb, L)
+                xr[...] = x3[i0:i1, cs + c0 : cs + c1].transpose(1, 0, 2)
+                xr = xr.reshape(nc, nb * L)
+            np.matmul(gor, xr.T, out=slot[:, c0:c1])
+            if last:
+                K.row_sums(gor, parts, r - first, g, ckg)
+            go = go3[i0:i1, g * fg : (g + 1) * fg]
+            np.matmul(w3[g, :, c0:c1].T, go, out=dx3[i0:i1, cs + c0 : cs + c1])
+            return
+        rows = nc * kk
+        buf = bufs[0]
+        cols = buf[: (rows + last) * nb * L].reshape(rows + last, nb * L)
+        K.im2col_block(
+            x4, i0, i1, cs + c0, cs + c1, cs + c0, 0, geo[8], buf, i0, L, nb * L, geo, nc, rows
+        )
+        if last:
+            cols[rows] = 1
+        np.matmul(gor, cols.T, out=slot[:, c0 * kk : c0 * kk + rows + last])
+        dcols = buf[: rows * nb * L].reshape(rows, nb * L)  # the columns are no longer needed
+        np.matmul(w3[g, :, c0 * kk : c1 * kk].T, gor, out=dcols)
+        K.col2im_block(buf, i0, L, nb * L, dx, i0, i1, cs + c0, cs + c1, cs + c0, geo)
+
+    with blas_single_threaded() as single:
+        items = len(images) * per_range
+        macs = 2.0 * n * f * L * ckg
+        workers = _workers(macs, items, block * itemsize) if single else 1
+        buffers = _Buffers(workers, (block, fg * nb_max * L), dtype)
+        spans = _pieces(part, max(1 << 14, ceil(part / max(1, workers))))
+        for ranges in rounds:
+            first, count = ranges[0], len(ranges)
+            run_items(lambda wk, idx, s=first: item(wk, idx, s), count * per_range, workers)
+            flat = parts[:count].reshape(count, part)
+            run_items(lambda wk, p, fl=flat: K.accumulate(acc, fl, *spans[p]), len(spans), workers)
+    acc3 = acc.reshape(groups, fg, ckg + 1)
+    dw = np.ascontiguousarray(acc3[:, :, :ckg]).reshape(weight.shape)
+    db = np.ascontiguousarray(acc3[:, :, ckg]).reshape(f)
+    return dx.reshape(x.shape), dw, db

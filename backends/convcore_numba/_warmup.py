@@ -1,0 +1,68 @@
+"""Compile every kernel of the ``numba`` backend ahead of time (``convcore warmup``)."""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["warmup"]
+
+
+def _exercise(dtype) -> None:
+    """Run every driver path once on tiny arrays of ``dtype``."""
+    import numpy as np
+
+    from convcore.geometry import conv_geometry
+
+    from . import _ops
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(dtype)
+    w1 = rng.standard_normal((2, 2, 1, 1)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    geom = conv_geometry((6, 6), (3, 3), padding=1)
+    point = conv_geometry((6, 6), (1, 1))
+    for bias in (b, None):
+        y = _ops.conv(None, x, w, bias, geom, 1)
+        _ops.conv(None, x, w1, bias, point, 1)
+        _ops.conv(None, x, w[:, :1], bias, geom, 2)  # depthwise: the direct kernel
+    _ops.conv_backward(None, y, x, w, geom, 1)
+    _ops.conv_backward(None, _ops.conv(None, x, w1, b, point, 1), x, w1, point, 1)
+    cols = _ops.im2col(None, x, geom)
+    _ops.col2im(None, cols, geom)
+
+
+def _kernels():
+    from . import _kernels
+
+    return [getattr(_kernels, name) for name in _kernels.__all__]
+
+
+def warmup(dtypes=("float32", "float64")) -> dict[str, float]:
+    """Compile (or load from Numba's on-disk cache) the kernels for ``dtypes``.
+
+    Returns the seconds spent per step: ``"import"``, then one entry per dtype,
+    and the counts ``"cache_hits"`` / ``"compiled"`` of the cached kernels.
+    """
+    import numpy as np
+
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    kernels = _kernels()
+    times["import"] = time.perf_counter() - start
+    for name in dtypes:
+        dtype = np.dtype(name)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtypes must be float32 or float64, got {name!r}")
+        start = time.perf_counter()
+        _exercise(dtype)
+        times[dtype.name] = time.perf_counter() - start
+    hits = misses = 0
+    for kernel in kernels:
+        stats = getattr(kernel, "stats", None)
+        if stats is not None:
+            hits += sum(stats.cache_hits.values())
+            misses += sum(stats.cache_misses.values())
+    times["cache_hits"] = hits
+    times["compiled"] = misses
+    return times

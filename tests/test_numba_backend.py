@@ -1,0 +1,427 @@
+"""What is specific to the ``numba`` backend (the shared parity suite covers the rest).
+
+* determinism: bitwise-equal results run to run and for 1 or 2 threads;
+* workspace chunking: a tiny ``CONVCORE_WORKSPACE_MB`` gives identical results;
+* every code path (im2col + GEMM, pointwise, direct for thin groups, images cut into
+  bands or channel ranges) against the NumPy backend;
+* thread settings (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``) respected;
+* ``import convcore`` and listing backends do not import numba (subprocess);
+* ``convcore warmup``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import convcore
+
+pytestmark = pytest.mark.skipif(
+    not any(b.name == "numba" and b.available for b in convcore.available_backends()),
+    reason="the numba backend is not available here",
+)
+
+numba = pytest.importorskip("numba")
+
+from convcore_numba import _ops, _threads  # noqa: E402  (after the availability skip)
+
+#: Geometries that reach the different drivers: (N, C, H, W, F, kernel, options).
+GEOMETRIES = {
+    "general": (3, 5, 17, 19, 7, (3, 3), {"stride": (2, 1), "padding": (1, 0, 2, 1)}),
+    "dilated_groups": (2, 6, 15, 14, 4, (3, 2), {"dilation": (2, 1), "groups": 2}),
+    "pointwise": (3, 16, 12, 13, 8, (1, 1), {}),
+    "pointwise_groups": (2, 8, 9, 10, 6, (1, 1), {"groups": 2}),
+    "one_channel": (4, 1, 20, 21, 8, (5, 5), {"padding": 2}),
+    "depthwise": (2, 6, 16, 15, 6, (3, 3), {"padding": 1, "groups": 6}),
+    "thin_groups": (2, 6, 13, 12, 6, (3, 2), {"stride": (2, 1), "dilation": (1, 2), "groups": 2}),
+    # Taps that miss the (one pixel wide) input entirely, images side by side.
+    "taps_outside": (3, 2, 2, 1, 3, (1, 3), {"padding": "same", "dilation": (1, 2)}),
+    "single_image": (1, 8, 40, 37, 16, (3, 3), {"padding": 1}),
+}
+
+
+def _arrays(geometry, dtype, seed=0):
+    n, c, h, w, f, k, opts = geometry
+    groups = opts.get("groups", 1)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((f, c // groups, *k)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    y = convcore.conv2d(x, wt, b, backend="numpy", **opts)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    return x, wt, b, g, opts
+
+
+def _run_all(x, w, b, g, opts):
+    y = convcore.conv2d(x, w, b, backend="numba", **opts)
+    dx, dw, db = convcore.conv2d_backward(g, x, w, backend="numba", **opts)
+    return y, dx, dw, db
+
+
+def _assert_bitwise(a, b, what):
+    for name, u, v in zip(("y", "dx", "dw", "db"), a, b, strict=True):
+        assert u.dtype == v.dtype and u.shape == v.shape, (what, name)
+        assert np.array_equal(u, v), f"{what}: {name} differs (max {np.max(np.abs(u - v))})"
+
+
+@pytest.fixture
+def force_parallel(monkeypatch):
+    """Make every call, however small, use the worker threads, in many small items."""
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "BLOCK_BYTES", 2048)
+
+
+@pytest.fixture
+def two_threads():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("NUMBA_NUM_THREADS < 2: cannot compare thread counts")
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    yield
+    numba.set_num_threads(before)
+
+
+@pytest.fixture
+def item_threads(monkeypatch):
+    """Record, per ``run_items`` call, the thread count asked for and the threads that ran."""
+    calls = []
+    original = _threads.run_items
+
+    def spy(func, count, threads):
+        seen = set()
+
+        def wrapped(worker, item):
+            seen.add(threading.get_ident())
+            return func(worker, item)
+
+        original(wrapped, count, threads)
+        calls.append((threads, count, seen))
+
+    monkeypatch.setattr(_ops, "run_items", spy)
+    return calls
+
+
+# --------------------------------------------------------------------- every path
+
+
+@pytest.mark.parametrize("name", sorted(GEOMETRIES))
+def test_paths_match_numpy_backend(name, dtype, assert_close, force_parallel, two_threads):
+    x, w, b, g, opts = _arrays(GEOMETRIES[name], dtype)
+    y, dx, dw, db = _run_all(x, w, b, g, opts)
+    assert_close(y, convcore.conv2d(x, w, b, backend="numpy", **opts))
+    ref = convcore.conv2d_backward(g, x, w, backend="numpy", **opts)
+    for got, want in zip((dx, dw, db), ref, strict=True):
+        assert got.dtype == dtype
+        assert_close(got, want)
+    y0 = convcore.conv2d(x, w, None, backend="numba", **opts)
+    assert_close(y0, convcore.conv2d(x, w, None, backend="numpy", **opts))
+
+
+def test_non_contiguous_inputs(assert_close):
+    x, w, b, g, opts = _arrays(GEOMETRIES["general"], np.float64)
+    xs = np.asfortranarray(x)
+    ws = w[:, ::-1].copy()[:, ::-1]
+    gs = np.asfortranarray(g)
+    y, dx, dw, db = _run_all(xs, ws, b, gs, opts)
+    assert_close(y, convcore.conv2d(x, w, b, backend="numpy", **opts))
+    ref = convcore.conv2d_backward(g, x, w, backend="numpy", **opts)
+    for got, want in zip((dx, dw, db), ref, strict=True):
+        assert_close(got, want)
+
+
+def test_one_dimensional_kernels(assert_close):
+    """1-D geometries run as 2-D ones with a height of 1 (kernel interface)."""
+    from convcore.geometry import conv_geometry
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 17))
+    w = rng.standard_normal((4, 3, 3))
+    b = rng.standard_normal(4)
+    geom = conv_geometry((17,), (3,), stride=2, padding=(1, 2), dilation=2)
+    y = _ops.conv(None, x, w, b, geom, 1)
+    ref = convcore.conv2d(
+        x[:, :, None], w[:, :, None], b, stride=(1, 2), padding=(0, 0, 1, 2), dilation=(1, 2)
+    )
+    assert_close(y, ref[:, :, 0])
+    g = rng.standard_normal(y.shape)
+    dx, dw, db = _ops.conv_backward(None, g, x, w, geom, 1)
+    rdx, rdw, rdb = convcore.conv2d_backward(
+        g[:, :, None],
+        x[:, :, None],
+        w[:, :, None],
+        stride=(1, 2),
+        padding=(0, 0, 1, 2),
+        dilation=(1, 2),
+        backend="numpy",
+    )
+    assert_close(dx, rdx[:, :, 0])
+    assert_close(dw, rdw[:, :, 0])
+    assert_close(db, rdb)
+    cols = _ops.im2col(None, x, geom)
+    assert cols.shape == (2, 9, geom.output_numel)
+    assert _ops.col2im(None, cols, geom).shape == x.shape
+
+
+def test_three_dimensional_geometry_is_refused():
+    from convcore.geometry import conv_geometry
+
+    geom = conv_geometry((4, 4, 4), 2)
+    with pytest.raises(NotImplementedError, match="1-D and 2-D"):
+        _ops.im2col(None, np.zeros((1, 1, 4, 4, 4)), geom)
+
+
+# ---------------------------------------------------------------------- determinism
+
+
+@pytest.mark.parametrize(
+    "name", ["general", "dilated_groups", "pointwise", "single_image", "depthwise"]
+)
+def test_bitwise_reproducible_across_runs_and_thread_counts(
+    name, dtype, force_parallel, two_threads, item_threads
+):
+    x, w, b, g, opts = _arrays(GEOMETRIES[name], dtype)
+    first = _run_all(x, w, b, g, opts)
+    _assert_bitwise(first, _run_all(x, w, b, g, opts), "second run, 2 threads")
+    assert any(t == 2 and count > 2 for t, count, _ in item_threads), item_threads
+    numba.set_num_threads(1)
+    item_threads.clear()
+    _assert_bitwise(first, _run_all(x, w, b, g, opts), "1 thread vs 2 threads")
+    assert item_threads and all(t == 1 and len(s) == 1 for t, _, s in item_threads)
+
+
+@pytest.mark.parametrize("name", ["general", "taps_outside"])
+def test_im2col_col2im_match_numpy_backend(name, dtype, assert_close):
+    n, c, h, w, _, k, opts = GEOMETRIES[name]
+    x = np.random.default_rng(5).standard_normal((n, c, h, w)).astype(dtype)
+    kw = {key: v for key, v in opts.items() if key != "groups"}
+    cols = convcore.im2col(x, k, backend="numba", **kw)
+    np.testing.assert_array_equal(cols, convcore.im2col(x, k, backend="numpy", **kw))
+    back = convcore.col2im(cols, (h, w), k, backend="numba", **kw)
+    assert_close(back, convcore.col2im(cols, (h, w), k, backend="numpy", **kw))
+
+
+def test_parallel_im2col_col2im_are_deterministic(dtype, two_threads):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4, 23, 21)).astype(dtype)
+    kw = {"stride": (2, 1), "padding": (2, 1, 0, 3), "dilation": (1, 2)}
+    cols = convcore.im2col(x, (4, 3), backend="numba", **kw)
+    np.testing.assert_array_equal(cols, convcore.im2col(x, (4, 3), backend="numpy", **kw))
+    back = convcore.col2im(cols, (23, 21), (4, 3), backend="numba", **kw)
+    numba.set_num_threads(1)
+    np.testing.assert_array_equal(
+        back, convcore.col2im(cols, (23, 21), (4, 3), backend="numba", **kw)
+    )
+    np.testing.assert_allclose(
+        back, convcore.col2im(cols, (23, 21), (4, 3), backend="numpy", **kw), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("name", ["general", "dilated_groups", "pointwise", "single_image"])
+def test_tiny_workspace_gives_identical_results(
+    name, dtype, monkeypatch, force_parallel, two_threads, item_threads
+):
+    x, w, b, g, opts = _arrays(GEOMETRIES[name], dtype)
+    default = _run_all(x, w, b, g, opts)
+    assert any(threads == 2 for threads, _, _ in item_threads)
+    item_threads.clear()
+    monkeypatch.setenv("CONVCORE_WORKSPACE_MB", "0.0001")
+    tiny = _run_all(x, w, b, g, opts)
+    _assert_bitwise(default, tiny, "CONVCORE_WORKSPACE_MB=0.0001 vs default")
+    if name != "pointwise":  # pointwise convolutions have no column buffer
+        # A workspace below one column block per thread leaves one worker.
+        assert all(threads == 1 for threads, _, _ in item_threads), item_threads
+
+
+def test_workspace_bounds_the_rounds_of_dw_partials(dtype, monkeypatch, item_threads):
+    """The batch is processed in rounds whose dw partials fit the workspace."""
+    monkeypatch.setattr(_ops, "BLOCK_BYTES", 2048)  # one image per range: several ranges
+    x, w, _, g, opts = _arrays(GEOMETRIES["general"], dtype)
+    default = convcore.conv2d_backward(g, x, w, backend="numba", **opts)
+    rounds_default = len(item_threads)
+    item_threads.clear()
+    monkeypatch.setenv("CONVCORE_WORKSPACE_MB", "0.0001")
+    tiny = convcore.conv2d_backward(g, x, w, backend="numba", **opts)
+    assert len(item_threads) > rounds_default  # one round (items + reduction) per image
+    for u, v in zip(default, tiny, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_workspace_setting_is_parsed(monkeypatch):
+    monkeypatch.setenv("CONVCORE_WORKSPACE_MB", "2")
+    assert _ops._workspace_bytes() == 2 * 2**20
+    monkeypatch.setenv("CONVCORE_WORKSPACE_MB", "not a number")
+    assert _ops._workspace_bytes() == _ops.DEFAULT_WORKSPACE_MB * 2**20
+    monkeypatch.delenv("CONVCORE_WORKSPACE_MB")
+    assert _ops._workspace_bytes() == _ops.DEFAULT_WORKSPACE_MB * 2**20
+
+
+# -------------------------------------------------------------------------- threads
+
+
+def test_set_num_threads_is_respected(force_parallel, two_threads, item_threads):
+    x, w, b, g, opts = _arrays(GEOMETRIES["general"], np.float32)
+    convcore.conv2d(x, w, b, backend="numba", **opts)
+    assert item_threads[-1][0] == 2
+    numba.set_num_threads(1)
+    item_threads.clear()
+    convcore.conv2d(x, w, b, backend="numba", **opts)
+    convcore.conv2d_backward(g, x, w, backend="numba", **opts)
+    assert item_threads and all(len(seen) == 1 for _, _, seen in item_threads)
+    assert all(seen == {threading.get_ident()} for _, _, seen in item_threads)
+
+
+def test_run_items_uses_the_threads_it_is_given():
+    barrier = threading.Barrier(2, timeout=30)  # both items must run at the same time
+    seen = {}
+
+    def func(worker, item):
+        seen[item] = (worker, threading.get_ident())
+        barrier.wait()
+
+    _threads.run_items(func, 2, 2)
+    assert {w for w, _ in seen.values()} == {0, 1}
+    assert len({ident for _, ident in seen.values()}) == 2
+
+
+def test_blas_is_single_threaded_inside_a_call(force_parallel, two_threads, monkeypatch):
+    """numpy's BLAS runs one thread per worker during a call and is restored after it."""
+    libs = _threads._blas_controller().lib_controllers
+    if not libs:
+        pytest.skip("threadpoolctl finds no BLAS library to limit")
+    observed = []
+    original = _ops.K.im2col_block
+
+    def spy(*args):
+        observed.append([lib.num_threads for lib in libs])
+        return original(*args)
+
+    monkeypatch.setattr(_ops.K, "im2col_block", spy)
+    x, w, b, _, opts = _arrays(GEOMETRIES["general"], np.float64)
+    before = [lib.num_threads for lib in libs]
+    convcore.conv2d(x, w, b, backend="numba", **opts)
+    after = [lib.num_threads for lib in libs]
+    assert observed and all(set(o) == {1} for o in observed), observed
+    assert after == before
+
+
+def test_worker_errors_propagate():
+    def func(worker, item):
+        if item == 3:
+            raise ZeroDivisionError("item 3")
+
+    with pytest.raises(ZeroDivisionError, match="item 3"):
+        _threads.run_items(func, 8, 2)
+
+
+# ------------------------------------------------------------------- subprocesses
+
+
+def _clean_env(tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVCORE_", "NUMBA_"))}
+    env["CONVCORE_CONFIG_DIR"] = str(tmp_path / "no-user-config")
+    env.update(extra)
+    return env
+
+
+def _python(code, tmp_path, **env):
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=_clean_env(tmp_path, **env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_numba_not_imported_by_import_registration_or_listing(tmp_path):
+    code = """
+        import sys
+        import convcore
+        from convcore._registry import get_registry
+        infos = {b.name: b for b in convcore.available_backends()}
+        assert infos["numba"].available, infos["numba"].reason
+        assert infos["numba"].priority > infos["numpy"].priority
+        assert get_registry().spec("numba").namespaces == {"numpy"}
+        from convcore.cli import main
+        main(["info"], standalone_mode=False)
+        assert "numba" not in sys.modules, "numba imported"
+        import numpy as np
+        convcore.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)))
+        assert "numba" in sys.modules, "auto did not use the numba backend"
+        """
+    proc = _python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "numba" in proc.stdout  # `convcore info` lists it
+
+
+def test_missing_numba_is_reported_precisely(tmp_path):
+    code = """
+        import importlib.util, sys
+        real = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, *a: None if name == "numba" else real(name, *a)
+        import convcore
+        info = {b.name: b for b in convcore.available_backends()}["numba"]
+        assert not info.available
+        print(info.reason)
+        """
+    proc = _python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "numba is not installed" in proc.stdout
+
+
+def test_numba_num_threads_environment_is_respected(tmp_path):
+    code = """
+        import threading
+        import numpy as np
+        import convcore
+        from convcore_numba import _ops, _threads
+        seen = set()
+        original = _threads.run_items
+        def spy(func, count, threads):
+            def wrapped(worker, item):
+                seen.add(threading.get_ident())
+                func(worker, item)
+            original(wrapped, count, threads)
+        _ops.run_items = spy
+        _ops._PARALLEL_MIN_MACS = 0
+        x = np.ones((4, 3, 20, 20)); w = np.ones((5, 3, 3, 3))
+        convcore.conv2d(x, w, backend="numba")
+        print(len(seen))
+        """
+    proc = _python(code, tmp_path, NUMBA_NUM_THREADS="1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+
+
+# --------------------------------------------------------------------------- warmup
+
+
+def test_warmup_command(tmp_path):
+    from click.testing import CliRunner
+
+    from convcore.cli import main
+
+    result = CliRunner().invoke(main, ["warmup", "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    assert "float32" in result.output and "float64" not in result.output
+    assert " s" in result.output
+
+
+def test_warmup_command_refuses_a_disabled_backend(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "convcore", "warmup"],
+        env=_clean_env(tmp_path, CONVCORE_DISABLED_BACKENDS="numba"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "numba" in proc.stderr
