@@ -404,14 +404,20 @@ def test_numba_num_threads_environment_is_respected(tmp_path):
 
 
 def test_warmup_command(tmp_path):
-    from click.testing import CliRunner
-
-    from convcore.cli import main
-
-    result = CliRunner().invoke(main, ["warmup", "--dtype", "float32"])
-    assert result.exit_code == 0, result.output
-    assert "float32" in result.output and "float64" not in result.output
-    assert " s" in result.output
+    """In a fresh process: the command runs, reports, and compiles every kernel."""
+    code = """
+        from convcore.cli import main
+        main(["warmup", "--dtype", "float32"], standalone_mode=False)
+        from convcore_numba import _kernels
+        for name in _kernels.__all__:
+            sigs = [str(sig) for sig in getattr(_kernels, name).signatures]
+            assert any("float32" in s for s in sigs), f"warmup did not compile {name}"
+            assert not any("float64" in s for s in sigs), f"{name} compiled for float64"
+        """
+    proc = _python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "compile float32:" in proc.stdout and "float64" not in proc.stdout
+    assert "total:" in proc.stdout
 
 
 def test_warmup_command_refuses_a_disabled_backend(tmp_path):

@@ -17,17 +17,18 @@ def _exercise(dtype) -> None:
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
-    w = rng.standard_normal((2, 2, 3, 3)).astype(dtype)
-    w1 = rng.standard_normal((2, 2, 1, 1)).astype(dtype)
-    b = rng.standard_normal(2).astype(dtype)
+    w = rng.standard_normal((8, 2, 3, 3)).astype(dtype)  # > 4 filters: im2col + GEMM
+    w1 = rng.standard_normal((8, 2, 1, 1)).astype(dtype)  # pointwise
+    wd = rng.standard_normal((2, 1, 3, 3)).astype(dtype)  # depthwise: direct kernel
+    b = rng.standard_normal(8).astype(dtype)
     geom = conv_geometry((6, 6), (3, 3), padding=1)
     point = conv_geometry((6, 6), (1, 1))
     for bias in (b, None):
         y = _ops.conv(None, x, w, bias, geom, 1)
-        _ops.conv(None, x, w1, bias, point, 1)
-        _ops.conv(None, x, w[:, :1], bias, geom, 2)  # depthwise: the direct kernel
+        y1 = _ops.conv(None, x, w1, bias, point, 1)
+        _ops.conv(None, x, wd, None if bias is None else bias[:2], geom, 2)
     _ops.conv_backward(None, y, x, w, geom, 1)
-    _ops.conv_backward(None, _ops.conv(None, x, w1, b, point, 1), x, w1, point, 1)
+    _ops.conv_backward(None, y1, x, w1, point, 1)
     cols = _ops.im2col(None, x, geom)
     _ops.col2im(None, cols, geom)
 
