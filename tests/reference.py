@@ -15,6 +15,7 @@ shared by the parity and torch-oracle tests.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -320,3 +321,20 @@ def case_inputs(case, dtype, seed=0):
     g = rng.standard_normal(case.out_shape).astype(dtype)
     cols = rng.standard_normal(case.cols_shape).astype(dtype)
     return x, w, b, g, cols
+
+
+@functools.cache
+def oracle_results(case, dtype_name):
+    """Oracle results for ``case`` on the inputs of :func:`case_inputs` in ``dtype``."""
+    x, w, b, g, cols = case_inputs(case, np.dtype(dtype_name))
+    kw = case.ref_kwargs()
+    dx, dw, db = conv2d_backward_ref(g, x, w, groups=case.groups, **kw)
+    return {
+        "conv": conv2d_ref(x, w, b, groups=case.groups, **kw),
+        "conv_nobias": conv2d_ref(x, w, None, groups=case.groups, **kw),
+        "dx": dx,
+        "dw": dw,
+        "db": db,
+        "im2col": im2col_ref_loops(x, case.kernel, **kw),
+        "col2im": col2im_ref_loops(cols, (case.H, case.W), case.kernel, **kw),
+    }

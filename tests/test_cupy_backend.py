@@ -45,10 +45,8 @@ from convcore_cupy import _source
 from reference import (
     CASES,
     case_inputs,
-    col2im_ref_loops,
-    conv2d_backward_ref,
-    conv2d_ref,
     im2col_ref_loops,
+    oracle_results,
 )
 
 import convcore
@@ -87,21 +85,7 @@ def _geometry(case) -> ConvGeometry:
     )
 
 
-@functools.cache
-def _oracle(case, dtype_name):
-    """Loop-oracle results (float64) on the case's inputs rounded to ``dtype_name``."""
-    x, w, b, g, cols = case_inputs(case, np.dtype(dtype_name))
-    kw = case.ref_kwargs()
-    dx, dw, db = conv2d_backward_ref(g, x, w, groups=case.groups, **kw)
-    return {
-        "conv": conv2d_ref(x, w, b, groups=case.groups, **kw),
-        "conv_nobias": conv2d_ref(x, w, None, groups=case.groups, **kw),
-        "dx": dx,
-        "dw": dw,
-        "db": db,
-        "im2col": im2col_ref_loops(x, case.kernel, **kw),
-        "col2im": col2im_ref_loops(cols, (case.H, case.W), case.kernel, **kw),
-    }
+_oracle = oracle_results  # shared with test_parity.py
 
 
 def _assert_half_close(actual, expected, *, rtol=2e-3, err_msg=""):
