@@ -117,6 +117,12 @@ def _zeros(xp, shape, like):
 # dispatch
 # ---------------------------------------------------------------------------
 def _select(op: str, xp, ref, backend: str | None) -> tuple[str, Callable]:
+    name = _choose(op, xp, ref, backend)
+    return name, get_registry().kernels(name)[op]
+
+
+def _choose(op: str, xp, ref, backend: str | None) -> str:
+    """The backend that runs ``op`` on ``ref``, without loading its kernels."""
     name, source = requested_backend(backend)
     registry = get_registry()
     xp_name = namespace_name(xp)
@@ -131,7 +137,7 @@ def _select(op: str, xp, ref, backend: str | None) -> tuple[str, Callable]:
             if reason is None:
                 reason = registry.unavailable_reason(candidate)
             if reason is None:
-                return candidate, registry.kernels(candidate)[op]
+                return candidate
             declined.append(f"{candidate}: {reason}")
         raise BackendCapabilityError(
             f"no backend can run {op} on {xp_name} {dtype} arrays on {device!r}; "
@@ -148,7 +154,7 @@ def _select(op: str, xp, ref, backend: str | None) -> tuple[str, Callable]:
             f"backend {name!r} (selected by {source}) cannot run {op} on {xp_name} {dtype} "
             f"arrays on {device!r}: {problem}"
         )
-    return name, registry.kernels(name)[op]
+    return name
 
 
 def resolve_backend(op: str, x: Array, /, *, backend: str | None = None) -> str:
@@ -159,7 +165,7 @@ def resolve_backend(op: str, x: Array, /, *, backend: str | None = None) -> str:
     errors the operation itself would.
     """
     xp = _namespace(x=x)
-    return _select(op, xp, x, backend)[0]
+    return _choose(op, xp, x, backend)
 
 
 # ---------------------------------------------------------------------------

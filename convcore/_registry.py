@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -92,6 +92,12 @@ class BackendSpec:
         ``check_available() -> str | None``: None when the backend can run here,
         otherwise the reason it cannot (e.g. ``"cupy is not installed"``).  Called
         once, lazily.
+    warmup : callable or None
+        ``warmup(dtypes) -> Mapping[str, float | int | str]``: compile or load
+        everything the backend needs for the dtype names ``dtypes`` now, instead
+        of on first use, and report what it did (step name to seconds, or to a
+        count or a note).  ``convcore warmup`` calls it; None when there is
+        nothing to prepare.
     """
 
     name: str
@@ -104,14 +110,17 @@ class BackendSpec:
     version: str | None = None
     description: str = ""
     check_available: Callable[[], str | None] | None = None
+    warmup: Callable[[Sequence[str]], Mapping[str, float | int | str]] | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"BackendSpec.name must be an identifier, got {self.name!r}")
         if self.name == "auto":
             raise ValueError("BackendSpec.name 'auto' is reserved")
-        if not callable(self.load):
-            raise TypeError(f"BackendSpec.load must be callable, got {self.load!r}")
+        for attr in ("load", "check_available", "warmup"):
+            value = getattr(self, attr)
+            if (value is not None or attr == "load") and not callable(value):
+                raise TypeError(f"BackendSpec.{attr} must be callable, got {value!r}")
         for attr in ("ops", "dtypes", "namespaces", "devices"):
             object.__setattr__(self, attr, _frozen(getattr(self, attr), attr))
         unknown = self.ops - ALL_OPS

@@ -1,4 +1,12 @@
-"""The ``convcore`` command line (also ``python -m convcore``)."""
+"""The ``convcore`` command line (also ``python -m convcore``).
+
+``info``, ``demo``, ``bench``, ``check`` and ``warmup``.  Every command takes
+``--backend`` and otherwise follows the selection chain (``CONVCORE_BACKEND``,
+configuration files, ``auto``); an unknown backend name from any source is a
+usage error, as is any other user mistake: one line on stderr and exit status
+2, never a traceback.  ``check`` and ``demo`` exit with status 1 when a result
+is wrong.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +18,17 @@ import time
 import click
 
 from . import __version__
-from ._config import get_backend, use_backend
+from ._config import requested_backend
 from ._registry import available_backends, get_registry
-from .errors import ConvcoreError
+from .errors import BackendUnavailableError, ConvcoreError
 
 __all__ = ["main"]
+
+
+class _UserError(click.ClickException):
+    """A mistake in the user's input or setup (unknown backend, bad value): exit status 2."""
+
+    exit_code = 2
 
 
 class _Group(click.Group):
@@ -24,7 +38,26 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (ConvcoreError, ValueError, TypeError) as exc:
-            raise click.UsageError(str(exc), ctx) from None
+            raise _UserError(str(exc)) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            # One line: the message and where to find help (click would print the
+            # usage block first).
+            hint = ""
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                hint = f" (see '{ctx.command_path} --help')"
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def _backend_option(func):
@@ -37,11 +70,68 @@ def _backend_option(func):
     )(func)
 
 
+def _backends_option(func):
+    return click.option(
+        "--backend",
+        "-b",
+        "backends",
+        metavar="NAME",
+        multiple=True,
+        help="Backend to use (repeatable; overrides CONVCORE_BACKEND and configuration files). "
+        "Default: the configured backend, or every available one under 'auto'.",
+    )(func)
+
+
 def _selection(backend: str | None) -> tuple[str, str]:
-    if backend is not None:
-        with use_backend(backend):
-            return backend, "--backend"
-    return get_backend()
+    """The backend the command runs on and where that choice came from.
+
+    Checks the name from every source, so an unknown name in ``--backend``,
+    ``CONVCORE_BACKEND`` or a configuration file is a usage error.
+    """
+    name, source = requested_backend(backend)
+    return name, ("--backend" if source == "keyword" else source)
+
+
+def _explicit(name: str) -> str:
+    reason = get_registry().unavailable_reason(name)
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
+    return name
+
+
+def _numpy_backends(backends, op_names=("conv", "conv_backward"), dtypes=()) -> list[str]:
+    """The backends to run on NumPy arrays: the chosen ones, or all available under auto.
+
+    ``backends`` are the ``--backend`` values; without any, the selection
+    chain decides (one backend, or every available backend that takes NumPy
+    arrays when it says ``auto``).  An explicitly chosen backend that is
+    unavailable or does not take NumPy arrays of ``dtypes`` is an error.
+    """
+    names = [_selection(b)[0] for b in backends] or [_selection(None)[0]]
+    registry = get_registry()
+    chosen: list[str] = []
+    for name in names:
+        if name == "auto":
+            chosen += [
+                info.name
+                for info in available_backends()
+                if info.available
+                and set(op_names) <= info.ops
+                and (info.namespaces is None or "numpy" in info.namespaces)
+                and all(d in info.dtypes for d in dtypes)
+            ]
+            continue
+        _explicit(name)
+        for op in op_names:
+            for dtype in dtypes or ("float64",):
+                problem = registry.capability_problem(name, op, "numpy", "cpu", dtype)
+                if problem is not None:
+                    raise click.UsageError(
+                        f"backend {name!r} cannot run this command on NumPy {dtype} arrays: "
+                        f"{problem}"
+                    )
+        chosen.append(name)
+    return list(dict.fromkeys(chosen))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,43 +143,104 @@ def main():
 @main.command()
 @_backend_option
 def info(backend):
-    """Backends, versions, threads and where the backend selection comes from."""
+    """Backends, versions, threads, the GPU and where the backend selection comes from."""
     import numpy as np
+
+    from ._api import resolve_backend
 
     name, source = _selection(backend)
     click.echo(
         f"convcore {__version__}  Python {platform.python_version()}  numpy {np.__version__}"
     )
     click.echo(f"platform: {platform.platform()}  cpus: {os.cpu_count()}")
-    click.echo(f"backend selection: {name}  (from {source})")
+    click.echo(f"backend selection: {name}  (from {_describe_source(source)})")
+    if name == "auto":
+        picks = []
+        for dtype in ("float32", "float64"):
+            try:
+                picks.append(f"{resolve_backend('conv', np.empty((1, 1, 1, 1), dtype))} ({dtype})")
+            except ConvcoreError as exc:  # every backend for NumPy arrays disabled
+                picks.append(f"none ({dtype}: {exc})")
+        click.echo(f"auto picks for NumPy arrays: {', '.join(picks)}")
     disabled = sorted(get_registry().disabled)
     if disabled:
         click.echo(f"disabled by CONVCORE_DISABLED_BACKENDS: {', '.join(disabled)}")
     click.echo("")
-    rows = [("backend", "available", "priority", "version", "namespaces", "dtypes", "ops")]
-    for b in available_backends():
+    infos = available_backends()
+    rows = [("backend", "available", "priority", "version", "namespaces", "devices", "dtypes")]
+    for b in infos:
         rows.append(
             (
                 b.name,
-                "yes" if b.available else f"no: {b.reason}",
+                "yes" if b.available else "no (see below)",
                 str(b.priority),
                 b.version or "-",
                 "any" if b.namespaces is None else ",".join(sorted(b.namespaces)),
+                "any" if b.devices is None else ",".join(sorted(b.devices)),
                 ",".join(sorted(b.dtypes)),
-                ",".join(sorted(b.ops)),
             )
         )
     _table(rows)
+    for b in infos:
+        if not b.available:
+            click.echo(f"  {b.name}: {b.reason}")
     click.echo("")
+    for line in _thread_lines():
+        click.echo(line)
+    click.echo(f"GPU: {_gpu_line(infos)}")
+
+
+def _describe_source(source: str) -> str:
+    if source.startswith("config:"):
+        return f"configuration file {source[len('config:') :]}"
+    if source.startswith("env:"):
+        return f"environment variable {source[len('env:') :]}"
+    return {"default": "default: no backend configured"}.get(source, source)
+
+
+def _thread_lines() -> list[str]:
+    """BLAS / OpenMP pools loaded in this process and Numba's thread setting (not imported)."""
+    lines = []
     try:
         from threadpoolctl import threadpool_info
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return
-    for pool in threadpool_info():
-        click.echo(
+        pools = []
+    else:
+        pools = threadpool_info()
+    for pool in pools:
+        lines.append(
             f"thread pool: {pool.get('internal_api')} {pool.get('version')} "
-            f"({pool.get('user_api')}, {pool.get('num_threads')} threads)"
+            f"({pool.get('user_api')}, {pool.get('num_threads')} threads, "
+            f"{pool.get('filepath')})"
         )
+    if not pools:
+        lines.append("thread pool: none loaded")
+    env = os.environ.get("NUMBA_NUM_THREADS")
+    numba_threads = f"{env} (NUMBA_NUM_THREADS)" if env else f"{os.cpu_count()} (one per CPU)"
+    lines.append(f"numba threads: {numba_threads}")
+    return lines
+
+
+def _gpu_line(infos) -> str:
+    """The CUDA device the cupy backend would use, or why there is none."""
+    cupy = next((b for b in infos if b.name == "cupy"), None)
+    if cupy is None:
+        return "none (the cupy backend is not registered)"
+    if not cupy.available:
+        return f"none ({cupy.reason})"
+    try:
+        import cupy as cp
+
+        dev = cp.cuda.Device()
+        props = cp.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        free, total = cp.cuda.runtime.memGetInfo()
+        return (
+            f"{name} (device {dev.id}, compute capability {dev.compute_capability}, "
+            f"{total / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free)"
+        )
+    except Exception as exc:  # pragma: no cover - needs a GPU that fails after the check
+        return f"unknown ({type(exc).__name__}: {exc})"
 
 
 def _table(rows) -> None:
@@ -189,44 +340,287 @@ def demo(backend, batch, dtype, repeat, seed):
         raise SystemExit(1)
 
 
+def _layer_keys(value: str) -> list[str]:
+    from ._bench import LAYERS
+
+    keys = list(dict.fromkeys(value.upper().replace(",", "")))
+    unknown = [k for k in keys if k not in LAYERS]
+    if unknown or not keys:
+        raise click.BadParameter(
+            f"unknown layer(s) {''.join(unknown) or value!r}; the layers are "
+            f"{''.join(LAYERS)}",
+            param_hint="--layers",
+        )
+    return keys
+
+
 @main.command()
+@_backends_option
+@click.option(
+    "--layers",
+    default="ABCDEF",
+    show_default=True,
+    help="Benchmark layers to run, by letter (A: AlexNet conv1 ... F; see below).",
+)
 @click.option(
     "--dtype",
     "dtypes",
     type=click.Choice(["float32", "float64"]),
     multiple=True,
-    help="Dtype to compile for (repeatable; default: both).",
+    help="Dtype (repeatable; default: float32).",
 )
-def warmup(dtypes):
-    """Compile the numba backend's kernels now instead of on first use.
+@click.option(
+    "--direction",
+    type=click.Choice(["fwd", "bwd", "both"]),
+    default="both",
+    show_default=True,
+    help="Forward (conv2d), backward (conv2d_backward: dx, dw, db) or both.",
+)
+@click.option("--repeat", default=5, show_default=True, help="Timed calls per implementation.")
+@click.option(
+    "--pause",
+    default=0.05,
+    show_default=True,
+    help="Seconds of pause before every timed call (lets BLAS threads go to sleep).",
+)
+@click.option(
+    "--torch/--no-torch",
+    "with_torch",
+    default=True,
+    show_default=True,
+    help="Also time PyTorch (when installed) as the reference.",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the records.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    help="Write a bar chart (PNG) of GFLOP/s; needs matplotlib.",
+)
+def bench(backends, layers, dtypes, direction, repeat, pause, with_torch, json_path, plot_path):
+    """Time convolutions on the benchmark layers, side by side with PyTorch.
 
-    Serial kernels are cached on disk by Numba, so later processes load them
-    instead of compiling them; the parallel im2col/col2im kernels are compiled
-    for this process only.  Prints the time each step took.
+    \b
+    Layers (NCHW, forward FLOPs = 2 x multiply-adds):
+      A  N=8  C=3   227x227 F=96  11x11 stride 4   (the seed's AlexNet layer)
+      B  N=8  C=64  56x56   F=64  3x3   pad 1
+      C  N=8  C=256 14x14   F=256 1x1
+      D  N=64 C=1   28x28   F=32  5x5   pad 2
+      E  N=50 C=3   32x32   F=32  7x7   pad 3
+      F  N=8  C=128 28x28   F=256 3x3   stride 2, pad 1
+
+    Implementations run interleaved, after a warm-up call each; the table gives
+    the median time, GFLOP/s, the fraction of this machine's GEMM peak (a
+    1024^3 NumPy matmul, measured in the same run), the median per-pair ratio to
+    the fastest implementation and the peak extra memory of one call
+    (tracemalloc; PyTorch's allocations are not traced).
     """
-    registry = get_registry()
-    if "numba" not in registry.names():
-        raise click.UsageError(
-            "the numba backend is not registered (blocked by CONVCORE_DISABLED_BACKENDS "
-            "or its package is not installed)"
-        )
-    reason = registry.unavailable_reason("numba")
-    if reason is not None:
-        raise click.UsageError(f"the numba backend is unavailable: {reason}")
-    dtypes = dtypes or ("float32", "float64")
-    start = time.perf_counter()
-    from convcore_numba import warmup as numba_warmup
+    import json
 
-    times = numba_warmup(dtypes)
-    total = time.perf_counter() - start
-    click.echo(f"import numba and the kernels: {times['import']:.2f} s")
-    for name in dtypes:
-        click.echo(f"compile {name}: {times[name]:.2f} s")
+    from . import _bench
+
+    keys = _layer_keys(layers)
+    dtypes = dtypes or ("float32",)
+    if repeat < 1:
+        raise click.BadParameter(f"must be >= 1, got {repeat}", param_hint="--repeat")
+    if pause < 0:
+        raise click.BadParameter(f"must be >= 0, got {pause}", param_hint="--pause")
+    if plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise click.UsageError(
+                "--plot needs matplotlib: pip install 'convcore[plot]'"
+            ) from None
+    names = _numpy_backends(backends, dtypes=dtypes)
+    use_torch = with_torch and _bench.torch_available()
+    if not names and not use_torch:
+        raise click.UsageError("no backend to benchmark (none is available for NumPy arrays)")
+    directions = _bench.DIRECTIONS if direction == "both" else (direction,)
+    impls = len(names) + use_torch
+    total = len(dtypes) * len(keys) * len(directions) * (repeat + 2) * impls
     click.echo(
-        f"cached kernels: {times['cache_hits']} loaded from Numba's cache, "
-        f"{times['compiled']} compiled"
+        f"benchmarking {', '.join(names + ['torch'] * use_torch)} on layers {''.join(keys)}, "
+        f"{', '.join(dtypes)}, median of {repeat}"
+        + ("" if use_torch or not with_torch else " (PyTorch is not installed)"),
+        err=True,
     )
-    click.echo(f"total: {total:.2f} s")
+    with click.progressbar(length=total, label="running", file=sys.stderr) as bar:
+        records, peaks = _bench.run_bench(
+            keys,
+            dtypes,
+            names,
+            torch=use_torch,
+            directions=directions,
+            repeat=repeat,
+            pause=pause,
+            progress=bar.update,
+        )
+    for dtype in dtypes:
+        click.echo(f"\n{dtype}: GEMM peak {peaks[dtype]:.1f} GFLOP/s (1024^3 NumPy matmul)")
+        rows = [("layer", "dir", "impl", "time ms", "GFLOP/s", "% peak", "x fastest", "peak MiB")]
+        for r in records:
+            if r.dtype != dtype:
+                continue
+            rows.append(
+                (
+                    r.layer,
+                    r.direction,
+                    r.impl,
+                    f"{r.median_s * 1e3:.2f}",
+                    f"{r.gflops:.1f}",
+                    f"{100 * r.peak_fraction:.0f}%",
+                    f"{r.ratio_to_fastest:.2f}",
+                    "-" if r.peak_mib is None else f"{r.peak_mib:.1f}",
+                )
+            )
+        _table(rows)
+    meta = {
+        "convcore": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "gemm_peak_gflops": peaks,
+        "repeat": repeat,
+    }
+    if json_path is not None:
+        with open(json_path, "w") as fh:
+            json.dump({"meta": meta, "records": [r.as_dict() for r in records]}, fh, indent=1)
+        click.echo(f"\nrecords written to {json_path}")
+    if plot_path is not None:
+        title = f"convcore bench, {platform.machine()}, {os.cpu_count()} CPUs, median of {repeat}"
+        _bench.plot(records, peaks, plot_path, title=title)
+        click.echo(f"plot written to {plot_path}")
+
+
+@main.command()
+@_backends_option
+@click.option(
+    "--namespace",
+    "namespaces",
+    type=click.Choice(["numpy", "array_api_strict", "torch", "dask", "cupy"]),
+    multiple=True,
+    help="Array namespace to feed (repeatable; default: every installed one a backend declares).",
+)
+@click.option(
+    "--dtype",
+    "dtypes",
+    type=click.Choice(["float32", "float64"]),
+    multiple=True,
+    help="Dtype to check (repeatable; default: both).",
+)
+@click.option(
+    "--matlab/--no-matlab",
+    default=True,
+    show_default=True,
+    help="Also check the MATLAB adapter against the fixtures computed by GNU Octave.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="List every mismatch, not only the worst.")
+def check(backends, namespaces, dtypes, matlab, verbose):
+    """Check every available backend against the loop references and the MATLAB fixtures.
+
+    im2col, col2im, conv2d and conv2d_backward (dx, dw, db) on geometries with
+    per-axis stride, asymmetric padding, dilation, groups and depthwise, against
+    loops over output pixels that share no code with the backends; tolerance
+    1e-4 (float32) and 1e-10 (float64) relative to the largest expected value.
+    Exit status 1 when anything differs, with the worst error printed.
+    """
+    from . import _check
+
+    names = [_selection(b)[0] for b in backends] or [_selection(None)[0]]
+    registry = get_registry()
+    if "auto" in names:
+        infos = available_backends()
+    else:
+        infos = [registry.info(_explicit(n)) for n in dict.fromkeys(names)]
+    dtypes = dtypes or ("float32", "float64")
+    outcomes = list(_check.run_checks(infos, namespaces=namespaces or None, dtypes=dtypes))
+    if "auto" not in names:
+        for info in infos:
+            if not any(o.backend == info.name for o in outcomes):
+                takes = "any" if info.namespaces is None else ", ".join(sorted(info.namespaces))
+                raise click.UsageError(
+                    f"backend {info.name!r} takes none of the requested namespaces/dtypes "
+                    f"({', '.join(namespaces or ['any'])}; {', '.join(dtypes)}); "
+                    f"it takes {takes} arrays of {', '.join(sorted(info.dtypes))}"
+                )
+    if matlab:
+        for info in infos:
+            if info.available and (info.namespaces is None or "numpy" in info.namespaces):
+                outcomes.append(_check.check_fixtures(info.name))
+    rows = [("backend", "namespace", "dtype", "against", "checks", "worst error", "where", "")]
+    for o in outcomes:
+        rows.append(
+            (
+                o.backend,
+                o.namespace,
+                o.dtype,
+                o.against,
+                str(o.checks),
+                "-" if o.skipped else f"{o.worst:.1e}",
+                "-" if o.skipped else o.worst_where,
+                "skipped" if o.skipped else ("ok" if o.ok else "FAIL"),
+            )
+        )
+    _table(rows)
+    skipped = {f"{o.backend} on {o.namespace} arrays": o.skipped for o in outcomes if o.skipped}
+    for what, reason in skipped.items():
+        click.echo(f"  skipped {what}: {reason}")
+    failed = [o for o in outcomes if not o.skipped and not o.ok]
+    checked = sum(o.checks for o in outcomes if not o.skipped)
+    if not checked:
+        raise click.UsageError("nothing was checked: " + "; ".join(o.skipped for o in outcomes))
+    if failed:
+        worst = max(failed, key=lambda o: o.worst)
+        count = sum(len(o.failures) for o in failed)
+        click.echo(
+            f"\nFAILED: {count} mismatch(es); worst: {worst.backend} ({worst.namespace}, "
+            f"{worst.dtype}, {worst.against}) {worst.worst_failure()}",
+            err=True,
+        )
+        if verbose:
+            for o in failed:
+                for line in o.failures:
+                    click.echo(f"  {o.backend} {o.namespace} {o.dtype}: {line}", err=True)
+        raise SystemExit(1)
+    click.echo(f"\nall {checked} checks passed")
+
+
+@main.command()
+@_backends_option
+@click.option(
+    "--dtype",
+    "dtypes",
+    type=click.Choice(["float16", "float32", "float64"]),
+    multiple=True,
+    help="Dtype to prepare (repeatable; default: float32 and float64).",
+)
+def warmup(backends, dtypes):
+    """Compile the backends' kernels now instead of on first use.
+
+    Runs the warm-up that each chosen backend declares (the numba backend
+    compiles its kernels: serial kernels are cached on disk by Numba, so later
+    processes load them; its parallel im2col/col2im kernels are compiled for
+    this process only).  Prints the time each step took.
+    """
+    dtypes = dtypes or ("float32", "float64")
+    names = [_selection(b)[0] for b in backends] or [_selection(None)[0]]
+    registry = get_registry()
+    if names == ["auto"]:
+        names = [n for n in registry.names() if registry.unavailable_reason(n) is None]
+    else:
+        names = [_explicit(n) for n in dict.fromkeys(names) if n != "auto"]
+    start = time.perf_counter()
+    for name in names:
+        spec = registry.spec(name)
+        wanted = [d for d in dtypes if d in spec.dtypes]
+        if spec.warmup is None or not wanted:
+            click.echo(f"{name}: nothing to prepare")
+            continue
+        for step, value in spec.warmup(wanted).items():
+            shown = f"{value:.2f} s" if isinstance(value, float) else str(value)
+            click.echo(f"{name}: {step}: {shown}")
+    click.echo(f"total: {time.perf_counter() - start:.2f} s")
 
 
 if __name__ == "__main__":  # pragma: no cover

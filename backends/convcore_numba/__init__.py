@@ -76,6 +76,17 @@ def warmup(dtypes=("float32", "float64")) -> dict[str, float]:
     return _warmup(dtypes)
 
 
+def _spec_warmup(dtypes) -> dict[str, float | int]:
+    """``BackendSpec.warmup``: :func:`warmup` with the steps named for ``convcore warmup``."""
+    times = warmup(dtypes)
+    report: dict[str, float | int] = {"import numba and the kernels": times["import"]}
+    for name in dtypes:
+        report[f"compile {name}"] = times[name]
+    report["kernels loaded from Numba's cache"] = times["cache_hits"]
+    report["kernels compiled"] = times["compiled"]
+    return report
+
+
 @hookimpl
 def convcore_register_backends(register):
     """Register the ``numba`` backend (NumPy arrays on the CPU, float32/float64)."""
@@ -96,5 +107,6 @@ def convcore_register_backends(register):
                 "prange im2col/col2im, deterministic"
             ),
             check_available=_check_available,
+            warmup=_spec_warmup,
         )
     )
