@@ -7,14 +7,12 @@ document's functions under their own names and argument order, on arrays
 indexed the MATLAB way, so that such code can be ported line by line and its
 results compared number for number with ``matlab_ref/`` running in GNU Octave:
 
-=========================  ====================================================
-``reshape_row_major``      reshape in row-major (C) element order
-``im2col_ref``             one image to the (HH*WW*C) x (H'*W') matrix
-``im2col_back_ref``        the adjoint of ``im2col_ref`` (sums patches back)
-``forward_propagation``    convolution layer forward, (H', W', F, N)
-``backward_propagation``   gradients ``.input``, ``.weight``, ``.bias``
-``ConvolutionLayer``       the seed's layer: cached forward, then backward
-=========================  ====================================================
+- ``reshape_row_major``: reshape in row-major (C) element order;
+- ``im2col_ref``: one image to the ``(HH*WW*C) x (H'*W')`` matrix;
+- ``im2col_back_ref``: the adjoint of ``im2col_ref`` (sums patches back);
+- ``forward_propagation``: convolution layer forward, ``(H', W', F, N)``;
+- ``backward_propagation``: gradients ``.input``, ``.weight``, ``.bias``;
+- ``ConvolutionLayer``: the seed's layer, cached forward, then backward.
 
 Everything runs through the public API (:func:`convcore.im2col`,
 :func:`convcore.col2im`, :func:`convcore.conv2d`,

@@ -1,0 +1,581 @@
+"""Generated parts of the documentation site: the capability table and the pictures.
+
+The mkdocs hook ``docs/_hooks.py`` calls these functions while the site is built,
+and ``tests/test_docs.py`` calls them directly.  Nothing here is written by hand
+that the code already knows:
+
+* :func:`capability_table` renders :func:`convcore.available_backends`, i.e. the
+  :class:`convcore.BackendSpec` each backend registered, as a Markdown table;
+* :func:`pixel_ids`, :func:`membership`, :func:`overlap_counts` and
+  :func:`gemm_example` compute, with :func:`convcore.im2col`,
+  :func:`convcore.col2im` and :func:`convcore.conv2d` themselves, what the
+  pictures show; :func:`render_figures` draws them with matplotlib (Agg).
+
+Only NumPy and convcore are imported at module level: matplotlib (in the ``docs``
+extra) is imported by the drawing functions alone.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import platform
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._api import col2im, conv2d, im2col
+from ._registry import _DTYPE_NAMES, BackendInfo, available_backends
+from ._version import __version__
+from .geometry import ConvGeometry, conv_geometry
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "CAPABILITY_MARKER",
+    "CASES",
+    "FIGURES",
+    "Case",
+    "capability_rows",
+    "capability_table",
+    "gemm_example",
+    "insert_capability_table",
+    "link_sphinx_roles",
+    "membership",
+    "overlap_counts",
+    "pixel_ids",
+    "render_figures",
+]
+
+#: Where ``docs/backends.md`` gets the capability table.
+CAPABILITY_MARKER = "<!-- capability-table -->"
+
+#: The pictures use the portable reference backend: every backend returns the same
+#: integers here, and this one needs no compilation (the build stays fast).
+BACKEND = "array_api"
+
+_OP_ORDER = ("im2col", "col2im", "conv", "conv_backward")
+
+
+# ---------------------------------------------------------------------------
+# capability table
+# ---------------------------------------------------------------------------
+def _cell(text: str) -> str:
+    """``text`` made safe for one cell of a Markdown table."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _ordered(values: Iterable[str], order: Sequence[str]) -> list[str]:
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(values, key=lambda v: (rank.get(v, len(rank)), v))
+
+
+def _codes(values: Iterable[str]) -> str:
+    return ", ".join(f"`{v}`" for v in values)
+
+
+def capability_rows(infos: Iterable[BackendInfo] | None = None) -> list[dict[str, str]]:
+    """One dict of cell texts per backend, in the order given (best first by default).
+
+    Parameters
+    ----------
+    infos : iterable of BackendInfo, optional
+        Defaults to :func:`convcore.available_backends`.
+
+    Returns
+    -------
+    list of dict
+        Keys ``backend``, ``priority``, ``ops``, ``dtypes``, ``namespaces``,
+        ``devices``, ``version``, ``here`` (``"yes"`` or ``"no: <reason>"``) and
+        ``description``.
+    """
+    if infos is None:
+        infos = available_backends()
+    rows = []
+    for info in infos:
+        rows.append(
+            {
+                "backend": f"`{info.name}`",
+                "priority": str(info.priority),
+                "ops": _codes(_ordered(info.ops, _OP_ORDER)) or "none",
+                "dtypes": ", ".join(_ordered(info.dtypes, _DTYPE_NAMES)) or "none",
+                "namespaces": (
+                    "any array-API namespace"
+                    if info.namespaces is None
+                    else _codes(sorted(info.namespaces))
+                ),
+                "devices": "any" if info.devices is None else ", ".join(sorted(info.devices)),
+                "version": info.version or "",
+                "here": "yes" if info.available else f"no: {info.reason}",
+                "description": info.description,
+            }
+        )
+    return rows
+
+
+_COLUMNS = (
+    ("backend", "backend"),
+    ("priority", "priority"),
+    ("ops", "ops"),
+    ("dtypes", "dtypes"),
+    ("namespaces", "array namespaces"),
+    ("devices", "devices"),
+    ("version", "version"),
+    ("here", "available on the build machine"),
+    ("description", "description"),
+)
+
+
+def capability_table(infos: Iterable[BackendInfo] | None = None) -> str:
+    """The registered backends' declarations as a Markdown table.
+
+    Parameters
+    ----------
+    infos : iterable of BackendInfo, optional
+        Defaults to :func:`convcore.available_backends` (every registered
+        backend, best first).
+
+    Returns
+    -------
+    str
+        A header line, a separator line and one line per backend, followed by a
+        note saying where and with which convcore version it was generated.
+    """
+    rows = capability_rows(infos)
+    lines = [
+        "| " + " | ".join(title for _, title in _COLUMNS) + " |",
+        "|" + "---|" * len(_COLUMNS),
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[key]) for key, _ in _COLUMNS) + " |")
+    machine = f"{platform.system() or 'unknown OS'} {platform.machine() or ''}".strip()
+    lines.append("")
+    lines.append(
+        f"*Generated from `convcore.available_backends()` when this site was built "
+        f"(convcore {__version__}, Python {platform.python_version()}, {machine}). "
+        "`convcore info` prints the same declarations with availability on your machine.*"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def insert_capability_table(markdown: str, infos: Iterable[BackendInfo] | None = None) -> str:
+    """Replace :data:`CAPABILITY_MARKER` in ``markdown`` with :func:`capability_table`.
+
+    Raises
+    ------
+    ValueError
+        If the marker is missing, so that a page that lost it fails the build.
+    """
+    if CAPABILITY_MARKER not in markdown:
+        raise ValueError(f"the page has no {CAPABILITY_MARKER} marker for the capability table")
+    return markdown.replace(CAPABILITY_MARKER, capability_table(infos))
+
+
+# ---------------------------------------------------------------------------
+# the small cases the pictures show
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """One channel, one image: the geometry of a picture.
+
+    Attributes
+    ----------
+    name : str
+        File-name stem of its pictures.
+    title : str
+        Caption.
+    input_size, kernel_size : tuple of int
+        ``(H, W)`` and ``(KH, KW)``.
+    stride : int or tuple of int
+    padding : int or tuple of int
+        As for :func:`convcore.im2col`.
+    highlight : int
+        The column whose receptive field the picture outlines.
+    """
+
+    name: str
+    title: str
+    input_size: tuple[int, int]
+    kernel_size: tuple[int, int]
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, ...] = 0
+    highlight: int = 0
+
+    @property
+    def geometry(self) -> ConvGeometry:
+        """The resolved geometry (output size, padding as four numbers)."""
+        return conv_geometry(
+            self.input_size, self.kernel_size, stride=self.stride, padding=self.padding
+        )
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`convcore.im2col` and :func:`convcore.col2im`."""
+        return {"stride": self.stride, "padding": self.padding, "backend": BACKEND}
+
+
+CASES = (
+    Case("basic", "4x4 input, 2x2 kernel, stride 1", (4, 4), (2, 2), highlight=4),
+    Case(
+        "padded",
+        "4x4 input, 3x3 kernel, stride 2, padding 1",
+        (4, 4),
+        (3, 3),
+        stride=2,
+        padding=1,
+        highlight=0,
+    ),
+)
+
+#: The PNG files :func:`render_figures` writes, by file name.
+FIGURES = (
+    "im2col_basic.png",
+    "im2col_padded.png",
+    "gemm.png",
+    "col2im_overlap.png",
+)
+
+
+def pixel_ids(case: Case) -> np.ndarray:
+    """``im2col`` of an image whose pixels hold their own numbers.
+
+    Pixel ``(h, w)`` holds ``h*W + w + 1``; taps that fall in the padding read 0.
+
+    Returns
+    -------
+    ndarray of int, shape (KH*KW, Ho*Wo)
+        Entry ``[r, l]`` is the number of the pixel that row ``r`` of column
+        ``l`` of ``X_col`` comes from (0 for padding).
+    """
+    h, w = case.input_size
+    image = np.arange(1, h * w + 1, dtype=np.float64).reshape(1, 1, h, w)
+    cols = im2col(image, case.kernel_size, **case.options())
+    return np.asarray(cols[0]).round().astype(np.int64)
+
+
+def membership(case: Case) -> np.ndarray:
+    """Which input pixels land in which column of ``X_col``.
+
+    Returns
+    -------
+    ndarray of int, shape (H*W, Ho*Wo)
+        ``[p, l]`` counts how often pixel ``p`` (row-major, from 0) appears in
+        column ``l`` (0 or 1 unless a dilation made taps coincide; padding taps
+        belong to no pixel).
+    """
+    ids = pixel_ids(case)
+    h, w = case.input_size
+    out = np.zeros((h * w, ids.shape[1]), dtype=np.int64)
+    rows, cols = np.nonzero(ids)
+    np.add.at(out, (ids[rows, cols] - 1, cols), 1)
+    return out
+
+
+def overlap_counts(case: Case) -> np.ndarray:
+    """``col2im`` of all-ones columns: in how many columns each pixel lands.
+
+    Returns
+    -------
+    ndarray of int, shape (H, W)
+    """
+    geom = case.geometry
+    kh, kw = case.kernel_size
+    ones = np.ones((1, kh * kw, geom.output_numel))
+    img = col2im(ones, case.input_size, case.kernel_size, **case.options())
+    return np.asarray(img[0, 0]).round().astype(np.int64)
+
+
+def gemm_example(case: Case = CASES[0]) -> dict[str, np.ndarray]:
+    """The GEMM of :func:`conv2d` on ``case``, with two small integer filters.
+
+    Returns
+    -------
+    dict
+        ``x`` (1, 1, H, W), ``weight`` (2, 1, KH, KW), ``w_row`` (2, KH*KW),
+        ``x_col`` (KH*KW, Ho*Wo), ``y_row`` = ``w_row @ x_col`` (2, Ho*Wo) and
+        ``y`` = :func:`convcore.conv2d` (1, 2, Ho, Wo), all float64.
+    """
+    h, w = case.input_size
+    kh, kw = case.kernel_size
+    x = np.arange(1, h * w + 1, dtype=np.float64).reshape(1, 1, h, w)
+    taps = kh * kw
+    weight = np.zeros((2, taps))
+    weight[0, :3] = (1.0, 2.0, 0.0)  # small integers, so that Y is easy to check by hand
+    weight[0, -1] = -1.0
+    weight[1, :] = 1.0  # the sum of the window
+    weight = weight.reshape(2, 1, kh, kw)
+    x_col = np.asarray(im2col(x, case.kernel_size, **case.options())[0])
+    w_row = weight.reshape(2, -1)
+    y = np.asarray(conv2d(x, weight, stride=case.stride, padding=case.padding, backend=BACKEND))
+    return {
+        "x": x,
+        "weight": weight,
+        "w_row": w_row,
+        "x_col": x_col,
+        "y_row": w_row @ x_col,
+        "y": y,
+    }
+
+
+# ---------------------------------------------------------------------------
+# pictures
+# ---------------------------------------------------------------------------
+_PAD_COLOR = (0.88, 0.88, 0.88, 1.0)
+
+
+def _pixel_colors(n: int) -> list[tuple[float, ...]]:
+    """A distinct, light colour per pixel number 1..n (index 0: padding)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    colors = [_PAD_COLOR]
+    for k in range(n):
+        r, g, b, _ = cmap(k % 20)
+        colors.append((0.55 * r + 0.45, 0.55 * g + 0.45, 0.55 * b + 0.45, 1.0))
+    return colors
+
+
+def _grid(
+    ax: Axes,
+    labels: np.ndarray,
+    colors: Sequence[Sequence[tuple[float, ...]]],
+    *,
+    hatch: np.ndarray | None = None,
+    fontsize: float = 9,
+) -> None:
+    """Draw a matrix as coloured, labelled cells, row 0 at the top."""
+    from matplotlib.patches import Rectangle
+
+    n_rows, n_cols = labels.shape
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax.add_patch(
+                Rectangle(
+                    (c, r),
+                    1,
+                    1,
+                    facecolor=colors[r][c],
+                    edgecolor="white",
+                    linewidth=1.0,
+                    hatch="///" if hatch is not None and hatch[r, c] else None,
+                )
+            )
+            ax.text(
+                c + 0.5, r + 0.5, str(labels[r, c]), ha="center", va="center", fontsize=fontsize
+            )
+    ax.set_xlim(0, n_cols)
+    ax.set_ylim(n_rows, 0)
+    ax.set_aspect("equal")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.tick_params(length=0, labelsize=fontsize - 1)
+
+
+def _outline(ax: Axes, x0: float, y0: float, width: float, height: float, color="black") -> None:
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(
+        Rectangle((x0, y0), width, height, fill=False, edgecolor=color, linewidth=2.5, zorder=5)
+    )
+
+
+def _im2col_figure(case: Case) -> Figure:
+    from matplotlib.figure import Figure
+
+    geom = case.geometry
+    h, w = case.input_size
+    kh, kw = case.kernel_size
+    top, bottom, left, right = geom.padding
+    ho, wo = geom.output_size
+    sh, sw = geom.stride
+    ids = pixel_ids(case)
+    colors = _pixel_colors(h * w)
+
+    padded = np.zeros((h + top + bottom, w + left + right), dtype=np.int64)
+    padded[top : top + h, left : left + w] = np.arange(1, h * w + 1).reshape(h, w)
+    pad_labels = np.where(padded > 0, padded.astype(str), "0")
+
+    fig = Figure(
+        figsize=(3.4 + 0.55 * (ids.shape[1] + padded.shape[1]), 1.2 + 0.45 * ids.shape[0]),
+        layout="constrained",
+    )
+    grid = fig.add_gridspec(1, 2, width_ratios=[padded.shape[1] + 1, ids.shape[1] + 2])
+    ax_in, ax_col = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+
+    _grid(
+        ax_in,
+        pad_labels,
+        [[colors[v] for v in row] for row in padded],
+        hatch=padded == 0,
+    )
+    ax_in.set_xticks(
+        np.arange(padded.shape[1]) + 0.5, [str(c - left) for c in range(padded.shape[1])]
+    )
+    ax_in.set_yticks(
+        np.arange(padded.shape[0]) + 0.5, [str(r - top) for r in range(padded.shape[0])]
+    )
+    ax_in.set_xlabel("w")
+    ax_in.set_ylabel("h")
+    pad_note = "\nhatched: padding, reads 0" if any(geom.padding) else ""
+    ax_in.set_title(f"input x[0, 0]: {h}x{w}{pad_note}", fontsize=9)
+    oh, ow = divmod(case.highlight, wo)
+    _outline(ax_in, ow * sw, oh * sh, kw, kh)
+
+    _grid(ax_col, ids.astype(str), [[colors[v] for v in row] for row in ids], hatch=ids == 0)
+    ax_col.set_xticks(
+        np.arange(ids.shape[1]) + 0.5, [f"{k}\n({k // wo},{k % wo})" for k in range(ids.shape[1])]
+    )
+    ax_col.set_yticks(
+        np.arange(ids.shape[0]) + 0.5, [f"{r}: ({r // kw},{r % kw})" for r in range(ids.shape[0])]
+    )
+    ax_col.set_xlabel("column l = oh*Wo + ow   (oh, ow)")
+    ax_col.set_ylabel("row r = i*KW + j   (i, j)")
+    ax_col.set_title(
+        f"X_col = im2col(x, {case.kernel_size}, stride={case.stride}, "
+        f"padding={case.padding})[0]\n{kh * kw} x {ho * wo}",
+        fontsize=9,
+    )
+    _outline(ax_col, case.highlight, 0, 1, ids.shape[0])
+    fig.suptitle(
+        f"{case.title}: every receptive field becomes a column\n"
+        f"(outlined: column {case.highlight}, output position ({oh}, {ow}))",
+        fontsize=10,
+    )
+    return fig
+
+
+def _gemm_figure(case: Case) -> Figure:
+    from matplotlib.figure import Figure
+
+    data = gemm_example(case)
+    geom = case.geometry
+    ho, wo = geom.output_size
+    h, w = case.input_size
+    ids = pixel_ids(case)
+    pix = _pixel_colors(h * w)
+    filt = [(0.80, 0.88, 1.0, 1.0), (1.0, 0.87, 0.75, 1.0)]
+    w_row, x_col, y_row = data["w_row"], data["x_col"], data["y_row"]
+    col = case.highlight
+
+    def ints(a):
+        return a.round().astype(np.int64).astype(str)
+
+    fig = Figure(
+        figsize=(1.5 + 0.5 * (w_row.shape[1] + 2 * x_col.shape[1] + 2 * wo), 3.0),
+        layout="constrained",
+    )
+    grid = fig.add_gridspec(
+        1, 5, width_ratios=[w_row.shape[1] + 1, x_col.shape[1], y_row.shape[1], wo, wo]
+    )
+    ax_w, ax_x, ax_y = (fig.add_subplot(grid[k]) for k in range(3))
+    _grid(ax_w, ints(w_row), [[filt[f]] * w_row.shape[1] for f in range(2)])
+    ax_w.set_title(f"W_row\n{w_row.shape[0]} x {w_row.shape[1]}", fontsize=9)
+    ax_w.set_xticks([])
+    ax_w.set_yticks([0.5, 1.5], ["f=0", "f=1"])
+    _outline(ax_w, 0, 0, w_row.shape[1], 1)
+
+    _grid(ax_x, ints(x_col), [[pix[v] for v in row] for row in ids])
+    ax_x.set_title(f"@ X_col\n{x_col.shape[0]} x {x_col.shape[1]}", fontsize=9)
+    ax_x.set_xticks([])
+    ax_x.set_yticks([])
+    _outline(ax_x, col, 0, 1, x_col.shape[0])
+
+    _grid(ax_y, ints(y_row), [[filt[f]] * y_row.shape[1] for f in range(2)])
+    ax_y.set_title(f"= Y = W_row @ X_col\n{y_row.shape[0]} x {y_row.shape[1]}", fontsize=9)
+    ax_y.set_xticks([])
+    ax_y.set_yticks([])
+    _outline(ax_y, col, 0, 1, 1)
+
+    for f in range(2):
+        ax = fig.add_subplot(grid[3 + f])
+        _grid(ax, ints(data["y"][0, f]), [[filt[f]] * wo for _ in range(ho)])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(("reshape: " if f == 0 else "") + f"y[0, {f}]\n{ho} x {wo}", fontsize=9)
+        if f == 0:
+            _outline(ax, col % wo, col // wo, 1, 1)
+    fig.suptitle(
+        "GEMM: a row of W_row per filter times a column of X_col per output position "
+        "(outlined: filter 0, column " + str(col) + ")",
+        fontsize=10,
+    )
+    return fig
+
+
+def _col2im_figure(cases: Sequence[Case]) -> Figure:
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    cmap = colormaps["Blues"]
+    fig = Figure(figsize=(3.3 * len(cases), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(cases))
+    for ax, case in zip(np.atleast_1d(axes), cases):
+        counts = overlap_counts(case)
+        top = max(int(counts.max()), 1)
+        colors = [[cmap(0.15 + 0.6 * v / top) for v in row] for row in counts]
+        _grid(ax, counts.astype(str), colors, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(case.title, fontsize=9)
+    fig.suptitle(
+        "col2im(ones): in how many columns of X_col each pixel lands\n"
+        "(col2im adds every column entry back to its pixel)",
+        fontsize=10,
+    )
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def render_figures() -> dict[str, bytes]:
+    """Draw every picture of the concepts page.
+
+    Returns
+    -------
+    dict of str to bytes
+        PNG data by file name (the names in :data:`FIGURES`).
+    """
+    figures = {f"im2col_{case.name}.png": _im2col_figure(case) for case in CASES}
+    figures["gemm.png"] = _gemm_figure(CASES[0])
+    figures["col2im_overlap.png"] = _col2im_figure(CASES)
+    return {name: _png(fig) for name, fig in figures.items()}
+
+
+# ---------------------------------------------------------------------------
+# API page
+# ---------------------------------------------------------------------------
+_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):<code>([^<]+)</code>")
+
+
+def link_sphinx_roles(
+    page_html: str, namespaces: Sequence[str] = ("convcore", "convcore.matlab")
+) -> str:
+    """Turn the numpydoc roles left in rendered docstrings into code, linked where possible.
+
+    mkdocstrings renders ``:func:`name``` as ``:func:<code>name</code>``.  Each
+    such role becomes ``<code>name</code>``, wrapped in a link to ``#target``
+    when the page has an element with id ``target``: ``name`` itself or
+    ``<namespace>.name`` for the first of ``namespaces`` that has it.
+    """
+    ids = set(re.findall(r'\bid="([^"]+)"', page_html))
+
+    def replace(match: re.Match) -> str:
+        name = html.unescape(match.group(1)).strip("~").rstrip("()")
+        code = f"<code>{html.escape(name)}</code>"
+        for target in (name, *(f"{ns}.{name}" for ns in namespaces)):
+            if target in ids:
+                return f'<a href="#{html.escape(target)}">{code}</a>'
+        return code
+
+    return _ROLE.sub(replace, page_html)
