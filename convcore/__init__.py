@@ -7,7 +7,20 @@ file, or ``auto``.  Importing convcore imports no backend library (no numba,
 cupy or torch).
 """
 
-from ._api import col2im, conv2d, conv2d_backward, im2col, reshape_gemm_output, resolve_backend
+from ._api import (
+    col2im,
+    conv,
+    conv1d,
+    conv1d_backward,
+    conv2d,
+    conv2d_backward,
+    conv3d,
+    conv3d_backward,
+    conv_backward,
+    im2col,
+    reshape_gemm_output,
+    resolve_backend,
+)
 from ._config import get_backend, set_backend, use_backend
 from ._registry import BackendInfo, BackendSpec, available_backends, register_backend
 from ._version import __version__
@@ -32,8 +45,14 @@ __all__ = [
     "__version__",
     "available_backends",
     "col2im",
+    "conv",
+    "conv1d",
+    "conv1d_backward",
     "conv2d",
     "conv2d_backward",
+    "conv3d",
+    "conv3d_backward",
+    "conv_backward",
     "conv_geometry",
     "conv_output_size",
     "get_backend",

@@ -103,6 +103,20 @@ def convcore_register_backends(register):
     """Register the portable ``array_api`` backend (lowest priority, any namespace)."""
     from ._registry import ALL_OPS, BackendSpec
 
+    # im2col and col2im only move (and add) data, so they take integer arrays too.
+    movable = {
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+    }
+
     register(
         BackendSpec(
             name="array_api",
@@ -111,6 +125,8 @@ def convcore_register_backends(register):
             dtypes={"float32", "float64"},
             namespaces=None,
             devices=None,
+            spatial_dims=None,
+            op_dtypes={"im2col": movable, "col2im": movable},
             priority=0,
             version=__version__,
             description="portable array-API implementation (any compliant namespace)",

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from types import MappingProxyType
 from typing import Any
 
 import array_api_compat
@@ -92,6 +93,13 @@ class BackendSpec:
         ``check_available() -> str | None``: None when the backend can run here,
         otherwise the reason it cannot (e.g. ``"cupy is not installed"``).  Called
         once, lazily.
+    spatial_dims : collection of int or None
+        Numbers of spatial axes the kernels take (``{2}`` by default; None for
+        any).  A backend with 2-D but not 1-D kernels still runs 1-D calls: the
+        core passes them as 2-D with a height of 1.
+    op_dtypes : mapping of str to collection of str, or None
+        Per-op dtype sets that replace ``dtypes`` for the ops named, e.g.
+        ``{"im2col": {...integers...}}`` for kernels that move any data.
     warmup : callable or None
         ``warmup(dtypes) -> Mapping[str, float | int | str]``: compile or load
         everything the backend needs for the dtype names ``dtypes`` now, instead
@@ -110,6 +118,8 @@ class BackendSpec:
     version: str | None = None
     description: str = ""
     check_available: Callable[[], str | None] | None = None
+    spatial_dims: frozenset[int] | None = frozenset({2})
+    op_dtypes: Mapping[str, frozenset[str]] | None = None
     warmup: Callable[[Sequence[str]], Mapping[str, float | int | str]] | None = None
 
     def __post_init__(self):
@@ -128,6 +138,41 @@ class BackendSpec:
             raise ValueError(
                 f"BackendSpec.ops has unknown ops {sorted(unknown)}; known: {sorted(ALL_OPS)}"
             )
+        if self.spatial_dims is not None:
+            dims = self.spatial_dims
+            if isinstance(dims, (str, int)) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims
+            ):
+                raise TypeError(
+                    "BackendSpec.spatial_dims must be a collection of positive ints or None, "
+                    f"got {dims!r}"
+                )
+            object.__setattr__(self, "spatial_dims", frozenset(dims))
+        if self.op_dtypes is not None:
+            if not isinstance(self.op_dtypes, Mapping):
+                raise TypeError(
+                    f"BackendSpec.op_dtypes must be a mapping of op names to dtype names, "
+                    f"got {self.op_dtypes!r}"
+                )
+            bad = set(self.op_dtypes) - self.ops
+            if bad:
+                raise ValueError(
+                    f"BackendSpec.op_dtypes names ops the backend does not provide: "
+                    f"{sorted(bad)} (ops: {sorted(self.ops)})"
+                )
+            object.__setattr__(
+                self,
+                "op_dtypes",
+                MappingProxyType(
+                    {op: _frozen(d, f"op_dtypes[{op!r}]") for op, d in self.op_dtypes.items()}
+                ),
+            )
+
+    def dtypes_for(self, op: str) -> frozenset[str]:
+        """The dtype names ``op`` accepts: ``op_dtypes[op]`` when given, else ``dtypes``."""
+        if self.op_dtypes is not None and op in self.op_dtypes:
+            return self.op_dtypes[op]
+        return self.dtypes
 
 
 @dataclass(frozen=True)
@@ -145,6 +190,8 @@ class BackendInfo:
     namespaces: frozenset[str] | None
     devices: frozenset[str] | None
     plugin: str = field(default="")
+    spatial_dims: frozenset[int] | None = None
+    op_dtypes: Mapping[str, frozenset[str]] | None = None
 
 
 def namespace_name(xp) -> str:
@@ -288,8 +335,14 @@ class BackendRegistry:
                 self._kernels[name] = dict(self.spec(name).load())
             return self._kernels[name]
 
-    def capability_problem(self, name: str, op: str, xp_name: str, device: str, dtype: str):
-        """None when ``name`` declares support for this input, else the reason."""
+    def capability_problem(
+        self, name: str, op: str, xp_name: str, device: str, dtype: str | None
+    ):
+        """None when ``name`` declares support for this input, else the reason.
+
+        ``dtype=None`` skips the dtype check (the core checks dtypes itself,
+        with its float16 -> float32 promotion).
+        """
         spec = self.spec(name)
         if op not in spec.ops:
             return f"it does not implement {op!r} (it implements {sorted(spec.ops)})"
@@ -297,8 +350,11 @@ class BackendRegistry:
             return f"it does not accept {xp_name} arrays (it accepts {sorted(spec.namespaces)})"
         if spec.devices is not None and device not in spec.devices:
             return f"it does not run on {device!r} devices (it runs on {sorted(spec.devices)})"
-        if dtype not in spec.dtypes:
-            return f"it does not support dtype {dtype} (it supports {sorted(spec.dtypes)})"
+        if dtype is not None and dtype not in spec.dtypes_for(op):
+            return (
+                f"it does not support dtype {dtype} for {op} "
+                f"(it supports {sorted(spec.dtypes_for(op))})"
+            )
         return None
 
     def info(self, name: str) -> BackendInfo:
@@ -316,6 +372,8 @@ class BackendRegistry:
             namespaces=spec.namespaces,
             devices=spec.devices,
             plugin=self._plugin_of[name],
+            spatial_dims=spec.spatial_dims,
+            op_dtypes=spec.op_dtypes,
         )
 
 

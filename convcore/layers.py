@@ -18,8 +18,8 @@ class Conv2D:
     ----------
     weight : array, shape (F, C/groups, KH, KW)
     bias : array, shape (F,), optional
-    stride, padding, dilation, groups, backend
-        As for :func:`convcore.conv2d`.
+    stride, padding, dilation, groups, layout, backend
+        As for :func:`convcore.conv2d` (``layout="NHWC"`` for channels-last input).
 
     Examples
     --------
@@ -40,6 +40,7 @@ class Conv2D:
         padding=0,
         dilation=1,
         groups: int = 1,
+        layout: str = "channels_first",
         backend: str | None = None,
     ):
         self.weight = weight
@@ -48,6 +49,7 @@ class Conv2D:
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
+        self.layout = layout
         self.backend = backend
         self.input: Array | None = None
 
@@ -57,11 +59,12 @@ class Conv2D:
             "padding": self.padding,
             "dilation": self.dilation,
             "groups": self.groups,
+            "layout": self.layout,
             "backend": self.backend,
         }
 
     def forward(self, x: Array, /) -> Array:
-        """Convolve ``x`` (N, C, H, W) and remember it for :meth:`backward`."""
+        """Convolve ``x`` (N, C, H, W, or as ``layout`` says); remember it for :meth:`backward`."""
         out = conv2d(x, self.weight, self.bias, **self._options())
         self.input = x
         return out
@@ -82,5 +85,7 @@ class Conv2D:
         shape = tuple(self.weight.shape)
         return (
             f"Conv2D(weight_shape={shape}, bias={self.bias is not None}, stride={self.stride!r}, "
-            f"padding={self.padding!r}, dilation={self.dilation!r}, groups={self.groups!r})"
+            f"padding={self.padding!r}, dilation={self.dilation!r}, groups={self.groups!r}"
+            + ("" if self.layout == "channels_first" else f", layout={self.layout!r}")
+            + ")"
         )

@@ -179,8 +179,14 @@ class BackendUnderTest:
     def name(self) -> str:
         return self.info.name
 
-    def supports(self, *ops, ns=None, dtype=None) -> str | None:
-        """None when the backend declares support for all of these, else the reason."""
+    def supports(self, *ops, ns=None, dtype=None, nd=None) -> str | None:
+        """None when the backend declares support for all of these, else the reason.
+
+        The declared contract: an op takes the dtypes in ``op_dtypes[op]`` (else
+        ``dtypes``), float16/bfloat16 also where float32 is declared (the core
+        computes them in float32), and the numbers of spatial axes in
+        ``spatial_dims`` (None = any), 1 also where 2 is declared.
+        """
         info = self.info
         missing = sorted(set(ops) - info.ops)
         if missing:
@@ -190,14 +196,25 @@ class BackendUnderTest:
                 f"backend {info.name!r} does not accept {ns.name} arrays "
                 f"(namespaces: {sorted(info.namespaces)})"
             )
-        if dtype is not None and np.dtype(dtype).name not in info.dtypes:
+        if dtype is not None:
+            name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+            for op in ops:
+                declared = (info.op_dtypes or {}).get(op, info.dtypes)
+                if name not in declared and not (
+                    name in ("float16", "bfloat16") and "float32" in declared
+                ):
+                    return (
+                        f"backend {info.name!r} does not support {name} for {op} "
+                        f"(dtypes: {sorted(declared)})"
+                    )
+        dims = info.spatial_dims
+        if nd is not None and dims is not None and nd not in dims and not (nd == 1 and 2 in dims):
             return (
-                f"backend {info.name!r} does not support {np.dtype(dtype).name} "
-                f"(dtypes: {sorted(info.dtypes)})"
+                f"backend {info.name!r} does not take {nd}-D input (spatial_dims: {sorted(dims)})"
             )
         return None
 
-    def require(self, *ops, ns=None, dtype=None) -> None:
+    def require(self, *ops, ns=None, dtype=None, nd=None) -> None:
         """Skip the running test unless the backend declares support for all of these.
 
         Parameters
@@ -206,9 +223,11 @@ class BackendUnderTest:
             Op names (``"conv"``, ``"conv_backward"``, ``"im2col"``, ``"col2im"``).
         ns : Namespace, optional
             The array namespace the test feeds the backend.
-        dtype : dtype, optional
+        dtype : dtype or str, optional
+        nd : int, optional
+            Number of spatial axes of the input.
         """
-        reason = self.supports(*ops, ns=ns, dtype=dtype)
+        reason = self.supports(*ops, ns=ns, dtype=dtype, nd=nd)
         if reason is not None:
             pytest.skip(reason)
 

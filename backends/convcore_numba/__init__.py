@@ -100,6 +100,7 @@ def convcore_register_backends(register):
             dtypes={"float32", "float64"},
             namespaces={"numpy"},
             devices={"cpu"},
+            spatial_dims={1, 2},
             priority=20,
             version=_numba_version(),
             description=(

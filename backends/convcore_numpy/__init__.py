@@ -32,10 +32,16 @@ def _version() -> str | None:
         return None
 
 
+#: im2col and col2im only move (and add) data, so they take integer arrays too.
+_INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
 @hookimpl
 def convcore_register_backends(register):
-    """Register the ``numpy`` backend (NumPy arrays on the CPU, float32/float64)."""
+    """Register the ``numpy`` backend (NumPy arrays on the CPU, float32/float64, any rank)."""
     from convcore import BackendSpec
+
+    movable = {"float32", "float64", *_INTEGERS}
 
     register(
         BackendSpec(
@@ -45,6 +51,8 @@ def convcore_register_backends(register):
             dtypes={"float32", "float64"},
             namespaces={"numpy"},
             devices={"cpu"},
+            spatial_dims=None,
+            op_dtypes={"im2col": movable, "col2im": movable},
             priority=10,
             version=_version(),
             description="NumPy kernels: strided copies into reused buffers, BLAS GEMM",
