@@ -79,6 +79,35 @@ def _codes(values: Iterable[str]) -> str:
     return ", ".join(f"`{v}`" for v in values)
 
 
+def _dtype_cell(info: BackendInfo) -> str:
+    """Declared dtypes, the half types the core runs in float32, and per-op extras."""
+    base = _ordered(info.dtypes, _DTYPE_NAMES)
+    text = ", ".join(base) or "none"
+    promoted = [h for h in ("float16", "bfloat16") if h not in info.dtypes]
+    if "float32" in info.dtypes and promoted:
+        text += f"; {' and '.join(promoted)} computed in float32"
+    extras: dict[tuple[str, ...], list[str]] = {}
+    for op, dtypes in sorted(
+        (info.op_dtypes or {}).items(),
+        key=lambda kv: _OP_ORDER.index(kv[0]) if kv[0] in _OP_ORDER else 99,
+    ):
+        more = tuple(_ordered(set(dtypes) - set(info.dtypes), _DTYPE_NAMES))
+        if more:
+            extras.setdefault(more, []).append(op)
+    for more, ops in extras.items():
+        text += f"; {_codes(ops)} also {', '.join(more)}"
+    return text
+
+
+def _spatial_cell(dims) -> str:
+    if dims is None:
+        return "any (1-D, 2-D, 3-D, ...)"
+    names = [f"{d}-D" for d in sorted(dims)]
+    if 1 not in dims and 2 in dims:
+        names.insert(0, "1-D (run as 2-D)")
+    return ", ".join(names)
+
+
 def capability_rows(infos: Iterable[BackendInfo] | None = None) -> list[dict[str, str]]:
     """One dict of cell texts per backend, in the order given (best first by default).
 
@@ -90,8 +119,8 @@ def capability_rows(infos: Iterable[BackendInfo] | None = None) -> list[dict[str
     Returns
     -------
     list of dict
-        Keys ``backend``, ``priority``, ``ops``, ``dtypes``, ``namespaces``,
-        ``devices``, ``version``, ``here`` (``"yes"`` or ``"no: <reason>"``) and
+        Keys ``backend``, ``priority``, ``ops``, ``dtypes``, ``spatial``,
+        ``namespaces``, ``devices``, ``version``, ``here`` (``"yes"`` or ``"no: <reason>"``) and
         ``description``.
     """
     if infos is None:
@@ -103,7 +132,8 @@ def capability_rows(infos: Iterable[BackendInfo] | None = None) -> list[dict[str
                 "backend": f"`{info.name}`",
                 "priority": str(info.priority),
                 "ops": _codes(_ordered(info.ops, _OP_ORDER)) or "none",
-                "dtypes": ", ".join(_ordered(info.dtypes, _DTYPE_NAMES)) or "none",
+                "dtypes": _dtype_cell(info),
+                "spatial": _spatial_cell(info.spatial_dims),
                 "namespaces": (
                     "any array-API namespace"
                     if info.namespaces is None
@@ -123,6 +153,7 @@ _COLUMNS = (
     ("priority", "priority"),
     ("ops", "ops"),
     ("dtypes", "dtypes"),
+    ("spatial", "spatial axes"),
     ("namespaces", "array namespaces"),
     ("devices", "devices"),
     ("version", "version"),

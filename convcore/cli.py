@@ -167,7 +167,9 @@ def info(backend):
         click.echo(f"disabled by CONVCORE_DISABLED_BACKENDS: {', '.join(disabled)}")
     click.echo("")
     infos = available_backends()
-    rows = [("backend", "available", "priority", "version", "namespaces", "devices", "dtypes")]
+    rows = [
+        ("backend", "available", "priority", "version", "namespaces", "devices", "dims", "dtypes")
+    ]
     for b in infos:
         rows.append(
             (
@@ -177,6 +179,7 @@ def info(backend):
                 b.version or "-",
                 "any" if b.namespaces is None else ",".join(sorted(b.namespaces)),
                 "any" if b.devices is None else ",".join(sorted(b.devices)),
+                "any" if b.spatial_dims is None else ",".join(map(str, sorted(b.spatial_dims))),
                 ",".join(sorted(b.dtypes)),
             )
         )

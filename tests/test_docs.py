@@ -351,7 +351,10 @@ def test_capability_table_reflects_a_registry():
     assert gpu["available on the build machine"] == "no: no fake device here"
     assert gpu["description"] == "a fake \\| with a pipe"
     anything = rows["fake_any"]
-    assert anything["dtypes"] == "float32, float64"  # BackendSpec's default
+    # BackendSpec's default, and what the core adds for float32 backends
+    assert anything["dtypes"] == "float32, float64; float16 and bfloat16 computed in float32"
+    assert anything["spatial axes"] == "1-D (run as 2-D), 2-D"  # the default {2}
+    assert gpu["spatial axes"] == "1-D (run as 2-D), 2-D"
     assert anything["array namespaces"] == "any array-API namespace"
     assert anything["devices"] == "any"
     assert anything["available on the build machine"] == "yes"
@@ -364,7 +367,18 @@ def test_capability_table_lists_every_registered_backend():
     for info in infos:
         row = rows[info.name]
         assert row["priority"] == str(info.priority)
-        assert set(row["dtypes"].split(", ")) == set(info.dtypes), info.name
+        parts = row["dtypes"].split("; ")
+        assert set(parts[0].split(", ")) == set(info.dtypes), info.name
+        for op, dtypes in (info.op_dtypes or {}).items():
+            extra = set(dtypes) - set(info.dtypes)
+            if extra:
+                line = next(p for p in parts if f"`{op}`" in p)
+                assert extra <= set(line.split(" also ")[1].split(", ")), (info.name, op)
+        if info.spatial_dims is None:
+            assert row["spatial axes"].startswith("any"), info.name
+        else:
+            for d in info.spatial_dims:
+                assert f"{d}-D" in row["spatial axes"], info.name
         assert set(re.findall(r"`([^`]+)`", row["ops"])) == set(info.ops), info.name
         here = row["available on the build machine"]
         assert here == "yes" if info.available else here.startswith("no: "), info.name
