@@ -70,6 +70,9 @@ Array = Any
 #: NCHW <-> MATLAB layout.  (H, W, C, N) -> (N, C, H, W) and (HH, WW, C, F) ->
 #: (F, C, HH, WW) is the same axis permutation; so is the way back.
 _TO_CORE = (3, 2, 0, 1)
+#: MATLAB's (H, W, C, N) as a convcore layout: the core permutes with the same machinery
+#: it uses for NHWC.
+_LAYOUT = "HWCN"
 _TO_MATLAB = (2, 3, 1, 0)
 
 
@@ -513,10 +516,10 @@ def forward_propagation(
     """
     xp = _namespace(x=x, weights=weights, bias=bias)
     x4, w4, bias1, _, _, core = _conv_args(xp, x, weights, bias, stride, pad)
-    y = conv2d(
-        xp.permute_dims(x4, _TO_CORE), xp.permute_dims(w4, _TO_CORE), bias1, **core, backend=backend
-    )
-    return xp.permute_dims(y, _TO_MATLAB)
+    # The core takes MATLAB's (H, W, C, N) as the layout "HWCN" (views, no copies)
+    # and returns (H', W', F, N); only the filters are permuted here.
+    w_core = xp.permute_dims(w4, _TO_CORE)
+    return conv2d(x4, w_core, bias1, **core, layout=_LAYOUT, backend=backend)
 
 
 @dataclass(frozen=True)
@@ -592,14 +595,10 @@ def backward_propagation(
             f"pad, got {tuple(dout.shape)}"
         )
     dx, dw, db = conv2d_backward(
-        xp.permute_dims(d4, _TO_CORE),
-        xp.permute_dims(x4, _TO_CORE),
-        xp.permute_dims(w4, _TO_CORE),
-        **core,
-        backend=backend,
+        d4, x4, xp.permute_dims(w4, _TO_CORE), **core, layout=_LAYOUT, backend=backend
     )
     return Gradient(
-        input=xp.permute_dims(dx, _TO_MATLAB),
+        input=dx,
         weight=xp.permute_dims(dw, _TO_MATLAB),
         bias=xp.reshape(db, bias_shape),
     )
