@@ -25,7 +25,7 @@ __all__ = ["LAYERS", "Layer", "Record", "gemm_peak", "median", "run_bench", "tim
 
 @dataclass(frozen=True)
 class Layer:
-    """One benchmark layer (NCHW, square input and kernel)."""
+    """One benchmark layer: channels-first, the same size and kernel along every axis."""
 
     key: str
     n: int
@@ -35,6 +35,8 @@ class Layer:
     k: int
     stride: int = 1
     pad: int = 0
+    groups: int = 1
+    nd: int = 2
 
     @property
     def out(self) -> int:
@@ -43,25 +45,29 @@ class Layer:
     @property
     def flops(self) -> float:
         """Multiply-adds x 2 of the forward convolution."""
-        return 2.0 * self.n * self.f * self.out**2 * self.c * self.k**2
+        return 2.0 * self.n * self.f * self.out**self.nd * (self.c // self.groups) * self.k**self.nd
 
     def describe(self) -> str:
+        size = "x".join([str(self.h)] * self.nd)
+        kernel = "x".join([str(self.k)] * self.nd)
+        groups = "" if self.groups == 1 else f" groups={self.groups}"
         return (
-            f"N={self.n} C={self.c} {self.h}x{self.h} F={self.f} {self.k}x{self.k}"
-            f" s{self.stride} p{self.pad}"
+            f"N={self.n} C={self.c} {size} F={self.f} {kernel} s{self.stride} p{self.pad}{groups}"
         )
 
     def arrays(self, dtype, seed: int = 0):
         """``x, weight, bias, grad_out`` as NumPy arrays of ``dtype``."""
         rng = np.random.default_rng(seed)
-        x = rng.standard_normal((self.n, self.c, self.h, self.h)).astype(dtype)
-        w = (rng.standard_normal((self.f, self.c, self.k, self.k)) * 0.1).astype(dtype)
+        x = rng.standard_normal((self.n, self.c, *(self.h,) * self.nd)).astype(dtype)
+        w = rng.standard_normal((self.f, self.c // self.groups, *(self.k,) * self.nd))
+        w = (w * 0.1).astype(dtype)
         b = rng.standard_normal(self.f).astype(dtype)
-        g = rng.standard_normal((self.n, self.f, self.out, self.out)).astype(dtype)
+        g = rng.standard_normal((self.n, self.f, *(self.out,) * self.nd)).astype(dtype)
         return x, w, b, g
 
 
-#: The benchmark layers of the project (the Numba issue), NCHW.
+#: The benchmark layers of the project, channels-first.  A-F are the Numba
+#: issue's; G is a depthwise layer (MobileNet's 56x56 stage) and H a 3-D one.
 LAYERS = {
     "A": Layer("A", 8, 3, 227, 96, 11, stride=4),
     "B": Layer("B", 8, 64, 56, 64, 3, pad=1),
@@ -69,6 +75,8 @@ LAYERS = {
     "D": Layer("D", 64, 1, 28, 32, 5, pad=2),
     "E": Layer("E", 50, 3, 32, 32, 7, pad=3),
     "F": Layer("F", 8, 128, 28, 256, 3, stride=2, pad=1),
+    "G": Layer("G", 8, 128, 56, 128, 3, pad=1, groups=128),
+    "H": Layer("H", 4, 16, 16, 32, 3, pad=1, nd=3),
 }
 
 
@@ -138,14 +146,27 @@ def _torch_funcs(layer: Layer, x, w, b, g):
     import torch
 
     tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, g))
-    s, p = layer.stride, layer.pad
+    nd, s, p = layer.nd, layer.stride, layer.pad
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d}.get(
+        nd, torch.nn.functional.conv3d
+    )
 
     def fwd():
-        torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
+        conv(tx, tw, tb, stride=s, padding=p, groups=layer.groups)
 
     def bwd():
         torch.ops.aten.convolution_backward(
-            tg, tx, tw, [layer.f], [s, s], [p, p], [1, 1], False, [0, 0], 1, [True, True, True]
+            tg,
+            tx,
+            tw,
+            [layer.f],
+            [s] * nd,
+            [p] * nd,
+            [1] * nd,
+            False,
+            [0] * nd,
+            layer.groups,
+            [True, True, True],
         )
 
     return fwd, bwd
@@ -154,18 +175,30 @@ def _torch_funcs(layer: Layer, x, w, b, g):
 def _convcore_funcs(layer: Layer, name: str, x, w, b, g):
     import convcore
 
-    kw = {"stride": layer.stride, "padding": layer.pad, "backend": name}
+    kw = {"stride": layer.stride, "padding": layer.pad, "groups": layer.groups, "backend": name}
 
     def fwd():
-        convcore.conv2d(x, w, b, **kw)
+        convcore.conv(x, w, b, **kw)
 
     def bwd():
-        convcore.conv2d_backward(g, x, w, **kw)
+        convcore.conv_backward(g, x, w, **kw)
 
     return fwd, bwd
 
 
 DIRECTIONS = ("fwd", "bwd")
+
+
+def _can_run(name: str, x) -> bool:
+    """Whether backend ``name`` declares what layer input ``x`` needs (e.g. 3-D)."""
+    import convcore
+
+    try:
+        convcore.resolve_backend("conv_backward", x, backend=name)
+        convcore.resolve_backend("conv", x, backend=name)
+    except convcore.BackendCapabilityError:
+        return False
+    return True
 
 
 def run_bench(
@@ -181,9 +214,11 @@ def run_bench(
 ) -> tuple[list[Record], dict[str, float]]:
     """Time ``backends`` (and PyTorch when ``torch``) on ``layers``.
 
-    Returns the records and the GEMM peak (GFLOP/s) per dtype.  ``progress(k)``
-    is called after every ``k`` calls; there are
-    ``len(dtypes) * len(layers) * len(directions) * (repeat + 2) * impls`` in all.
+    Returns the records and the GEMM peak (GFLOP/s) per dtype.  A backend that
+    does not declare what a layer needs (the numba backend and 3-D layers) is
+    left out of that layer.  ``progress(k)`` is called after every ``k`` calls;
+    there are at most ``len(dtypes) * len(layers) * len(directions) *
+    (repeat + 2) * impls`` in all.
     """
     records: list[Record] = []
     peaks: dict[str, float] = {}
@@ -192,7 +227,11 @@ def run_bench(
         for key in layers:
             layer = LAYERS[key]
             x, w, b, g = layer.arrays(dtype)
-            impls = {name: _convcore_funcs(layer, name, x, w, b, g) for name in backends}
+            impls = {
+                name: _convcore_funcs(layer, name, x, w, b, g)
+                for name in backends
+                if _can_run(name, x)
+            }
             if torch:
                 impls["torch"] = _torch_funcs(layer, x, w, b, g)
             for direction in directions:

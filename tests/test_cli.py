@@ -396,3 +396,25 @@ def test_warmup_runs_the_declared_hook_only(runner, fresh_registry):
 def test_backend_spec_rejects_a_non_callable_warmup():
     with pytest.raises(TypeError, match="warmup must be callable"):
         BackendSpec(name="bad", load=dict, ops=ALL_OPS, warmup="yes")
+
+
+def test_bench_leaves_a_backend_out_of_a_layer_it_does_not_declare(runner, fresh_registry):
+    """A 2-D-only backend is skipped on the 3-D layer H, not an error."""
+    kernels = get_registry().kernels("numpy")
+    fresh_registry.register(
+        BackendSpec(
+            name="flat_only",
+            load=lambda: kernels,
+            ops=ALL_OPS,
+            namespaces={"numpy"},
+            spatial_dims={2},
+        )
+    )
+    args = ["bench", "-b", "flat_only", "-b", "numpy", "--layers", "CH", "--repeat", "1"]
+    result = _invoke(runner, *args, "--no-torch", "--pause", "0", "--direction", "fwd")
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines() if line[:2] in ("C ", "H ")]
+    assert {(r[0], r[2]) for r in rows} == {("C", "flat_only"), ("C", "numpy"), ("H", "numpy")}
+    h = convcore._bench.LAYERS["H"]
+    assert h.nd == 3 and h.arrays("float32")[0].ndim == 5
+    assert convcore._bench.LAYERS["G"].groups == convcore._bench.LAYERS["G"].c  # depthwise
