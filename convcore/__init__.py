@@ -32,6 +32,12 @@ from .errors import (
 )
 from .geometry import ConvGeometry, conv_geometry, conv_output_size
 from .layers import Conv2D
+from .transpose import (
+    ConvTranspose2D,
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose_output_size,
+)
 
 __all__ = [
     "BackendCapabilityError",
@@ -39,6 +45,7 @@ __all__ = [
     "BackendSpec",
     "BackendUnavailableError",
     "Conv2D",
+    "ConvTranspose2D",
     "ConvGeometry",
     "ConvcoreError",
     "UnknownBackendError",
@@ -53,6 +60,9 @@ __all__ = [
     "conv3d",
     "conv3d_backward",
     "conv_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose_output_size",
     "conv_geometry",
     "conv_output_size",
     "get_backend",
