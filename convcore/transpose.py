@@ -38,6 +38,7 @@ from ._api import (
     im2col,
     resolve_backend,
 )
+from ._registry import dtype_name
 from .geometry import ConvGeometry, conv_geometry, normalize_padding, normalize_tuple
 
 __all__ = [
@@ -233,6 +234,11 @@ def _setup(func, x, weight, bias, options, grad_out=None):
     return xp, geom, groups
 
 
+def _is_half(xp, x) -> bool:
+    """float16 / bfloat16 input: computed in float32 (the GEMM here is the core's own)."""
+    return dtype_name(xp, x.dtype) in ("float16", "bfloat16")
+
+
 def _append_zeros(xp, x, extra):
     """``x`` with ``extra[i]`` zero rows/columns appended along spatial axis ``i``."""
     for axis, count in enumerate(extra, start=2):
@@ -333,6 +339,9 @@ def conv_transpose2d(
     xp, geom, groups = _setup("conv_transpose2d", x, weight, bias, options)
     # Fail before the GEMM when the backend cannot run col2im (no silent fallback).
     resolve_backend("col2im", x, backend=backend)
+    if _is_half(xp, x):  # float32 accumulation, one rounding at the end (like conv2d)
+        f32 = [None if a is None else xp.astype(a, xp.float32) for a in (x, weight, bias)]
+        return xp.astype(conv_transpose2d(*f32, **options, backend=backend), x.dtype)
     n, c_in = x.shape[0], x.shape[1]
     cog = weight.shape[1]
     c_out = cog * groups
@@ -419,6 +428,10 @@ def conv_transpose2d_backward(
     )
     resolve_backend("conv", grad_out, backend=backend)
     resolve_backend("im2col", grad_out, backend=backend)
+    if _is_half(xp, x):  # float32 accumulation, one rounding at the end (like conv2d)
+        f32 = [xp.astype(a, xp.float32) for a in (grad_out, x, weight)]
+        grads = conv_transpose2d_backward(*f32, **options, backend=backend)
+        return tuple(xp.astype(a, x.dtype) for a in grads)
     n, c_in = x.shape[0], x.shape[1]
     cog = weight.shape[1]
     c_out = cog * groups

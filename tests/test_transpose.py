@@ -946,3 +946,38 @@ def test_output_padding_rule_matches_torch(stride, output_padding, dilation):
         )
     with pytest.raises(ValueError, match="output_padding"):
         conv_transpose2d(x, w, stride=stride, output_padding=output_padding, dilation=dilation)
+
+
+@pytest.mark.parametrize("be", ["numpy", "array_api", "numba"])
+def test_float16_is_computed_in_float32_and_rounded_once(be, monkeypatch):
+    """The GEMM of conv_transpose2d is convcore's own: it runs on float32 copies."""
+    import convcore.transpose as module
+
+    seen = []
+    real_col2im = module.col2im
+
+    def spy(cols, *args, **kwargs):
+        seen.append(cols.dtype)
+        return real_col2im(cols, *args, **kwargs)
+
+    monkeypatch.setattr(module, "col2im", spy)
+    # one output pixel sums 4097 products: float16 accumulation would stall at 2048 + 2048
+    x = np.ones((1, 4097, 1, 1), np.float16)
+    x[0, 0] = 2048
+    w = np.ones((4097, 1, 1, 1), np.float16)
+    y = conv_transpose2d(x, w, backend=be)
+    assert y.dtype == np.float16
+    assert seen == [np.float32]  # the columns (the GEMM's result) are float32
+    assert float(y[0, 0, 0, 0]) == float(np.float16(2048 + 4096))
+    dx, dw, db = conv_transpose2d_backward(np.ones_like(y), x, w, backend=be)
+    assert (dx.dtype, dw.dtype, db.dtype) == (np.float16,) * 3
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 5, 5)).astype(np.float16)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
+    y = conv_transpose2d(x, w, stride=2, padding=1, output_padding=1, backend=be)
+    want = conv_transpose2d(
+        x.astype(np.float64), w.astype(np.float64), stride=2, padding=1, output_padding=1
+    )
+    np.testing.assert_allclose(
+        y.astype(np.float64), want, rtol=1e-3, atol=1e-3 * np.abs(want).max()
+    )
