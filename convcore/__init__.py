@@ -32,6 +32,15 @@ from .errors import (
 )
 from .geometry import ConvGeometry, conv_geometry, conv_output_size
 from .layers import Conv2D
+from .pooling import (
+    AvgPool2D,
+    MaxPool2D,
+    avg_pool2d,
+    avg_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+    pool_output_size,
+)
 from .transpose import (
     ConvTranspose2D,
     conv_transpose2d,
@@ -40,6 +49,7 @@ from .transpose import (
 )
 
 __all__ = [
+    "AvgPool2D",
     "BackendCapabilityError",
     "BackendInfo",
     "BackendSpec",
@@ -48,9 +58,12 @@ __all__ = [
     "ConvTranspose2D",
     "ConvGeometry",
     "ConvcoreError",
+    "MaxPool2D",
     "UnknownBackendError",
     "__version__",
     "available_backends",
+    "avg_pool2d",
+    "avg_pool2d_backward",
     "col2im",
     "conv",
     "conv1d",
@@ -67,6 +80,9 @@ __all__ = [
     "conv_output_size",
     "get_backend",
     "im2col",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "pool_output_size",
     "register_backend",
     "reshape_gemm_output",
     "resolve_backend",
