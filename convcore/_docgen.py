@@ -99,6 +99,33 @@ def _dtype_cell(info: BackendInfo) -> str:
     return text
 
 
+def _functions_cell(info: BackendInfo) -> str:
+    """The public functions the declared ops make available.
+
+    Pooling and the transposed convolution are built in the core on the
+    backends' im2col, col2im and conv ops, so they follow from those.
+    """
+    dims = info.spatial_dims
+    if dims is None:
+        ranks = [1, 2, 3]
+    else:  # 1-D runs as 2-D where only 2-D is declared
+        ranks = sorted({d for d in dims if d <= 3} | ({1} if 2 in dims else set()))
+    groups = []
+    convs = ", ".join(f"`conv{d}d`" for d in ranks)
+    if {"conv", "conv_backward"} <= info.ops:
+        groups.append(f"{convs} (+ backward)")
+    elif "conv" in info.ops:
+        groups.append(convs)
+    moves = [f"`{op}`" for op in ("im2col", "col2im") if op in info.ops]
+    if moves:
+        groups.append(", ".join(moves))
+    if {"im2col", "col2im"} <= info.ops:
+        groups.append("`max_pool2d`, `avg_pool2d` (+ backward)")
+    if {"col2im", "conv", "im2col"} <= info.ops:
+        groups.append("`conv_transpose2d` (+ backward)")
+    return "; ".join(groups) or "-"
+
+
 def _spatial_cell(dims) -> str:
     if dims is None:
         return "any (1-D, 2-D, 3-D, ...)"
@@ -134,6 +161,7 @@ def capability_rows(infos: Iterable[BackendInfo] | None = None) -> list[dict[str
                 "ops": _codes(_ordered(info.ops, _OP_ORDER)) or "none",
                 "dtypes": _dtype_cell(info),
                 "spatial": _spatial_cell(info.spatial_dims),
+                "functions": _functions_cell(info),
                 "namespaces": (
                     "any array-API namespace"
                     if info.namespaces is None
@@ -154,6 +182,7 @@ _COLUMNS = (
     ("ops", "ops"),
     ("dtypes", "dtypes"),
     ("spatial", "spatial axes"),
+    ("functions", "public functions it runs"),
     ("namespaces", "array namespaces"),
     ("devices", "devices"),
     ("version", "version"),

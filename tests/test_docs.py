@@ -355,6 +355,9 @@ def test_capability_table_reflects_a_registry():
     assert anything["dtypes"] == "float32, float64; float16 and bfloat16 computed in float32"
     assert anything["spatial axes"] == "1-D (run as 2-D), 2-D"  # the default {2}
     assert gpu["spatial axes"] == "1-D (run as 2-D), 2-D"
+    # conv without its backward, im2col without col2im: no pooling, no transposed conv
+    assert gpu["public functions it runs"] == "`conv1d`, `conv2d`; `im2col`"
+    assert anything["public functions it runs"] == "`col2im`"
     assert anything["array namespaces"] == "any array-API namespace"
     assert anything["devices"] == "any"
     assert anything["available on the build machine"] == "yes"
