@@ -4,6 +4,8 @@
 * workspace chunking: a tiny ``CONVCORE_WORKSPACE_MB`` gives identical results;
 * every code path (im2col + GEMM, pointwise, direct for thin groups, images cut into
   bands or channel ranges) against the NumPy backend;
+* the direct backward of thin groups against the loop oracle (tests/reference.py),
+  that it is the path taken, reproducible, and falls back for non-finite values;
 * thread settings (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``) respected;
 * ``import convcore`` and listing backends do not import numba (subprocess);
 * ``convcore warmup``.
@@ -19,6 +21,7 @@ import threading
 
 import numpy as np
 import pytest
+from reference import conv2d_backward_ref, resolve_padding
 
 import convcore
 
@@ -65,7 +68,8 @@ def _run_all(x, w, b, g, opts):
 
 
 def _assert_bitwise(a, b, what):
-    for name, u, v in zip(("y", "dx", "dw", "db"), a, b, strict=True):
+    """``a`` and ``b`` are ``(y, dx, dw, db)`` or ``(dx, dw, db)``."""
+    for name, u, v in zip(("y", "dx", "dw", "db")[-len(a) :], a, b, strict=True):
         assert u.dtype == v.dtype and u.shape == v.shape, (what, name)
         assert np.array_equal(u, v), f"{what}: {name} differs (max {np.max(np.abs(u - v))})"
 
@@ -259,6 +263,197 @@ def test_workspace_setting_is_parsed(monkeypatch):
     assert _ops._workspace_bytes() == _ops.DEFAULT_WORKSPACE_MB * 2**20
     monkeypatch.delenv("CONVCORE_WORKSPACE_MB")
     assert _ops._workspace_bytes() == _ops.DEFAULT_WORKSPACE_MB * 2**20
+
+
+# ------------------------------------------------------- direct backward (thin groups)
+
+#: Thin-group geometries (at most DIRECT_BACKWARD_MAX_FILTERS_PER_GROUP filters per
+#: group): (N, C, H, W, F, kernel, options).  Multiplier = F / C for depthwise.
+DIRECT_BACKWARD = {
+    "depthwise": (2, 4, 9, 8, 4, (3, 3), {"padding": 1, "groups": 4}),
+    "depthwise_stride2": (3, 3, 11, 10, 3, (3, 3), {"stride": 2, "padding": 1, "groups": 3}),
+    "stride_per_axis": (2, 3, 10, 13, 3, (3, 2), {"stride": (1, 3), "groups": 3}),
+    "stride_gt_kernel": (2, 2, 9, 11, 2, (2, 2), {"stride": (3, 4), "groups": 2}),
+    "asym_padding": (2, 3, 7, 8, 3, (3, 3), {"padding": (0, 2, 3, 1), "groups": 3}),
+    "pad_ge_kernel": (1, 2, 4, 5, 2, (2, 3), {"padding": (3, 1, 0, 4), "groups": 2}),
+    "dilation": (2, 3, 12, 11, 3, (3, 2), {"dilation": (2, 3), "padding": 2, "groups": 3}),
+    "dilation_stride": (
+        2, 2, 13, 12, 2, (3, 3), {"stride": (2, 3), "dilation": (3, 2), "padding": 1, "groups": 2}
+    ),
+    "same_padding": (2, 3, 9, 7, 3, (4, 3), {"padding": "same", "groups": 3}),
+    "multiplier2": (2, 3, 8, 9, 6, (3, 3), {"padding": 1, "groups": 3}),
+    "multiplier3_strided": (3, 2, 9, 8, 6, (3, 2), {"stride": 2, "padding": (1, 0, 1, 1),
+                                                    "groups": 2}),
+    "multiplier4_dilated": (1, 3, 10, 9, 12, (2, 3), {"dilation": 2, "padding": 1, "groups": 3}),
+    "three_channels_per_group": (2, 6, 8, 7, 6, (3, 2), {"stride": (2, 1), "groups": 2}),
+    "pointwise_depthwise": (2, 4, 5, 6, 8, (1, 1), {"groups": 4}),
+    "kernel_covers_input": (2, 2, 3, 4, 2, (3, 4), {"groups": 2}),
+}  # fmt: skip
+
+
+def _oracle_backward(g, x, w, opts):
+    """``conv2d_backward_ref`` (shares no code with convcore) for the public options."""
+    k = w.shape[2:]
+    stride, dilation = opts.get("stride", 1), opts.get("dilation", 1)
+    pad = resolve_padding(opts.get("padding", 0), x.shape[2:], k, stride, dilation)
+    return conv2d_backward_ref(
+        g, x, w, stride=stride, padding=pad, dilation=dilation, groups=opts["groups"]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(DIRECT_BACKWARD))
+def test_direct_backward_matches_loop_oracle(
+    name, dtype, assert_close, force_parallel, two_threads
+):
+    x, w, _, g, opts = _arrays(DIRECT_BACKWARD[name], dtype)
+    pointwise = w.shape[2:] == (1, 1) and not opts.get("padding") and not opts.get("stride")
+    assert _ops.backward_path(w.shape[0] // opts["groups"], w.shape[1], pointwise) == "direct"
+    copies = [a.copy() for a in (g, x, w)]
+    got = convcore.conv2d_backward(g, x, w, backend="numba", **opts)
+    for original, after in zip(copies, (g, x, w), strict=True):
+        np.testing.assert_array_equal(original, after)  # inputs are not modified
+    for got_i, want in zip(got, _oracle_backward(g, x, w, opts), strict=True):
+        assert got_i.dtype == dtype
+        assert_close(got_i, want)
+
+
+@pytest.mark.parametrize("groups, multiplier", [(3, 1), (3, 2), (1, 4)])
+def test_direct_backward_one_dimensional(groups, multiplier, dtype, assert_close):
+    """1-D geometries take the direct path as 2-D ones with a height of 1."""
+    from convcore.geometry import conv_geometry
+
+    rng = np.random.default_rng(4)
+    c = 3
+    f = multiplier * groups
+    x = rng.standard_normal((2, c, 19)).astype(dtype)
+    w = rng.standard_normal((f, c // groups, 3)).astype(dtype)
+    geom = conv_geometry((19,), (3,), stride=2, padding=(3, 1), dilation=2)
+    g = rng.standard_normal((2, f, geom.output_size[0])).astype(dtype)
+    got = _ops.conv_backward(None, g, x, w, geom, groups)
+    ref = conv2d_backward_ref(
+        g[:, :, None],
+        x[:, :, None],
+        w[:, :, None],
+        stride=(1, 2),
+        padding=(0, 0, 3, 1),
+        dilation=(1, 2),
+        groups=groups,
+    )
+    assert_close(got[0], ref[0][:, :, 0])
+    assert_close(got[1], ref[1][:, :, 0])
+    assert_close(got[2], ref[2])
+
+
+@pytest.fixture
+def direct_calls(monkeypatch):
+    """Count the calls of the direct backward kernel and of the GEMM path's im2col."""
+    calls = {"direct": 0, "im2col": 0}
+    for key, name in (("direct", "conv_direct_backward_block"), ("im2col", "im2col_block")):
+        original = getattr(_ops.K, name)
+
+        def spy(*args, _key=key, _original=original):
+            calls[_key] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(_ops.K, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "f, groups, k, path",
+    [
+        (8, 8, 3, "direct"),  # depthwise
+        (16, 8, 3, "direct"),  # channel multiplier 2
+        (8, 2, 3, "direct"),  # 4 filters and 4 channels per group
+        (4, 1, 3, "direct"),  # no groups, 4 filters
+        (10, 2, 3, "im2col"),  # 5 filters per group
+        (8, 1, 3, "im2col"),
+        (8, 8, 1, "direct"),  # pointwise depthwise
+        (3, 1, 1, "im2col"),  # pointwise, 3 filters x 8 channels: the GEMM is not thin
+        (1, 1, 1, "direct"),  # pointwise, one filter
+        (4, 2, 1, "direct"),  # pointwise, 2 filters x 4 channels per group
+    ],
+)
+def test_backward_path_is_chosen_by_group_shape(f, groups, k, path, direct_calls):
+    assert _ops.DIRECT_BACKWARD_MAX_FILTERS_PER_GROUP == 4
+    assert _ops.DIRECT_BACKWARD_POINTWISE_MAX_WEIGHTS == 16
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 8, 10, 10))
+    w = rng.standard_normal((f, 8 // groups, k, k))
+    g = rng.standard_normal((2, f, 10, 10))
+    assert _ops.backward_path(f // groups, 8 // groups, k == 1) == path
+    got = convcore.conv2d_backward(g, x, w, padding=k // 2, groups=groups, backend="numba")
+    assert (direct_calls["direct"] > 0) == (path == "direct"), direct_calls
+    # The pointwise GEMM path needs no im2col.
+    assert (direct_calls["im2col"] > 0) == (path == "im2col" and k > 1), direct_calls
+    want = convcore.conv2d_backward(g, x, w, padding=k // 2, groups=groups, backend="numpy")
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_direct_backward_can_be_switched_off(monkeypatch, direct_calls, assert_close):
+    x, w, _, g, opts = _arrays(DIRECT_BACKWARD["multiplier2"], np.float64)
+    direct = convcore.conv2d_backward(g, x, w, backend="numba", **opts)
+    monkeypatch.setattr(_ops, "DIRECT_BACKWARD_MAX_FILTERS_PER_GROUP", 0)
+    gemm = convcore.conv2d_backward(g, x, w, backend="numba", **opts)
+    assert direct_calls["direct"] > 0 and direct_calls["im2col"] > 0
+    for a, b in zip(direct, gemm, strict=True):
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "name", ["depthwise_stride2", "multiplier3_strided", "three_channels_per_group"]
+)
+def test_direct_backward_bitwise_reproducible(
+    name, dtype, monkeypatch, force_parallel, two_threads, item_threads, direct_calls
+):
+    """Same bits for 1 and 2 threads and for any workspace (rounds of partials)."""
+    x, w, _, g, opts = _arrays(DIRECT_BACKWARD[name], dtype)
+
+    def run():
+        return convcore.conv2d_backward(g, x, w, backend="numba", **opts)
+
+    first = run()
+    assert direct_calls["direct"] > 2 and direct_calls["im2col"] == 0
+    assert any(t == 2 and count > 2 for t, count, _ in item_threads), item_threads
+    rounds_default = len(item_threads)
+    numba.set_num_threads(1)
+    _assert_bitwise(first, run(), "1 thread vs 2 threads")
+    numba.set_num_threads(2)
+    for mb in ("0.0001", "0.01", "1024"):
+        monkeypatch.setenv("CONVCORE_WORKSPACE_MB", mb)
+        item_threads.clear()
+        _assert_bitwise(first, run(), f"CONVCORE_WORKSPACE_MB={mb} vs default")
+        if mb == "0.0001":  # one image range per round: more rounds, same bits
+            assert len(item_threads) > rounds_default
+
+
+def _assert_same_values(got, want):
+    """Equal up to the tolerance, with NaN and inf in the same places."""
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_array_equal(np.isposinf(a), np.isposinf(b))
+        np.testing.assert_array_equal(np.isneginf(a), np.isneginf(b))
+        finite = np.isfinite(b)
+        np.testing.assert_allclose(a[finite], b[finite], rtol=1e-10, atol=1e-12)
+
+
+def test_direct_backward_non_finite_values_match_gemm_path(direct_calls):
+    """An inf that only the kernel's extended lanes read must not become NaN in dw."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 2, 3, 5))
+    w = rng.standard_normal((2, 1, 1, 3))
+    g = rng.standard_normal((2, 2, 3, 3))
+    x[0, 1, 1, 4] = np.inf  # read by tap j = 2 only
+    got = convcore.conv2d_backward(g, x, w, groups=2, backend="numba")
+    want = convcore.conv2d_backward(g, x, w, groups=2, backend="numpy")
+    assert np.isfinite(got[1][1, 0, 0, :2]).all() and not np.isfinite(got[1][1, 0, 0, 2])
+    _assert_same_values(got, want)
+    assert direct_calls["direct"] > 0 and direct_calls["im2col"] > 0  # recomputed
+    w[1, 0, 0, 1] = np.nan
+    x[0, 1, 1, 4] = 1.0
+    got = convcore.conv2d_backward(g, x, w, groups=2, backend="numba")
+    _assert_same_values(got, convcore.conv2d_backward(g, x, w, groups=2, backend="numpy"))
 
 
 # -------------------------------------------------------------------------- threads

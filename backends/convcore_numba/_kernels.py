@@ -22,7 +22,9 @@ Conventions (2-D; a 1-D problem is a 2-D one with a height of 1):
 * ``geo`` is the tuple ``(kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)``: kernel
   size, stride, padding before (top, left), dilation and output size.
 * All summations run in a fixed order, so results do not depend on the
-  number of threads.
+  number of threads.  ``conv_direct_backward_block`` lets LLVM vectorise its
+  dot products (``fastmath={"reassoc"}``): their order is then fixed by the
+  compiled loop and the loop length, the same for every thread and item.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "add_bias",
     "col2im_block",
     "col2im_parallel",
+    "conv_direct_backward_block",
     "conv_direct_block",
     "im2col_block",
     "im2col_parallel",
@@ -275,6 +278,154 @@ def conv_direct_block(x4, w4, bias, y4, i0, i1, f0, f1, geo, group_channels, gro
                             else:
                                 for k in range(hi - lo):
                                     ys[dst + _u(k)] += wv * xs[src + _u(k * sw)]
+
+
+#: Serial kernels whose float sums LLVM may vectorise (reassociate).  The order
+#: it picks is fixed in the compiled code (it depends on the loop length and the
+#: offsets between the buffers, i.e. on the geometry, never on the thread or the
+#: item), so results stay reproducible.
+_SERIAL_REASSOC = dict(_SERIAL, fastmath={"reassoc"})
+
+
+@nb.njit(inline="always")
+def phase_plan(geo):
+    """``(hq, wq)``: the size of the phase planes of :func:`conv_direct_backward_block`.
+
+    Phase plane ``(rh, rw)`` of a zero-padded input plane holds the pixels
+    ``(m * sh + rh - ph, n * sw + rw - pw)`` for ``m < hq``, ``n < wq``, so tap
+    ``(i, j)`` of output ``(oh, ow)`` is pixel ``(oh + i*dh // sh, ow + j*dw // sw)``
+    of plane ``(i*dh % sh, j*dw % sw)``: one flat, unit-stride loop over a grad_out
+    plane whose rows are extended to ``wq`` (zeros after ``wo``) reaches every tap.
+    One spare row keeps the last row's overhang inside the plane.
+    """
+    kh, kw, sh, sw, _, _, dh, dw, ho, wo = geo
+    return ho + ((kh - 1) * dh) // sh + 1, wo + ((kw - 1) * dw) // sw
+
+
+@nb.njit(inline="always")
+def _to_phases(xs, xoff, h, w, xq, hq, wq, sh, sw, ph, pw):
+    """Zero-padded phase planes (see :func:`phase_plan`) of the plane at ``xs[xoff:]``."""
+    plane = hq * wq
+    for q in range(sh * sw * plane):
+        xq[_u(q)] = 0
+    for rh in range(sh):
+        m_lo, m_hi = _valid_range(h, hq, rh - ph, sh)
+        for rw in range(sw):
+            lo, hi = _valid_range(w, wq, rw - pw, sw)
+            for m in range(m_lo, m_hi):
+                row = (rh * sw + rw) * plane + m * wq
+                src = xoff + (m * sh + rh - ph) * w + rw - pw
+                for n in range(lo, hi):
+                    xq[_u(row + n)] = xs[_u(src + n * sw)]
+
+
+@nb.njit(inline="always")
+def _from_phases(dxq, hq, wq, sh, sw, ph, pw, dxs, xoff, h, w):
+    """Write the plane at ``dxs[xoff:]`` from its phase planes; pixels outside them are 0."""
+    plane = hq * wq
+    for q in range(h * w):
+        dxs[_u(xoff + q)] = 0
+    for rh in range(sh):
+        m_lo, m_hi = _valid_range(h, hq, rh - ph, sh)
+        for rw in range(sw):
+            lo, hi = _valid_range(w, wq, rw - pw, sw)
+            for m in range(m_lo, m_hi):
+                row = (rh * sw + rw) * plane + m * wq
+                dst = xoff + (m * sh + rh - ph) * w + rw - pw
+                for n in range(lo, hi):
+                    dxs[_u(dst + n * sw)] = dxq[_u(row + n)]
+
+
+@nb.njit(**_SERIAL_REASSOC)
+def conv_direct_backward_block(
+    go4, x4, w4, dx4, parts, slot, i0, i1, g0, g1, geo, group_channels, group_filters, band, buf
+):
+    """Direct backward of images ``i0 .. i1``, groups ``g0 .. g1`` (thin groups).
+
+    Writes the ``dx4`` planes of the groups' channels for those images (owned)
+    and the images' ``[dw | db]`` partial of each group into ``parts[slot, g]``
+    (``(F/g, C/g*KH*KW + 1)``, the last column ``db``).  ``go4`` (N, F, Ho, Wo),
+    ``x4`` and ``dx4`` (N, C, H, W), ``w4`` (F, C/g, KH, KW), all C-contiguous;
+    ``buf`` is scratch of ``F/g * Ho * wq + 2 * sh * sw * hq * wq`` elements
+    (:func:`phase_plan`).
+
+    Per image and channel the input plane is laid out as zero-padded phase
+    planes (:func:`phase_plan`), and per image and filter the grad_out plane as
+    rows of ``wq`` (zeros after ``wo``).  Then every tap is one unit-stride loop
+    over the extended grad_out plane that does both gradients:
+    ``dxq[t + off] += w * go[t]`` and ``s += go[t] * xq[t + off]``; ``dxq`` is
+    copied back into ``dx`` at the end.  The extended lanes add exact zeros
+    when the weights and the input are finite; a non-finite input or weight
+    can leak NaN into ``dw`` through them, and the driver then recomputes the
+    call another way.  The output rows are taken in bands of about ``band``
+    elements (whole rows), so that a band's slices of the planes stay in L1.
+    Every ``dx`` pixel sums its terms in (band, filter, tap) order; every ``dw``
+    entry sums one dot product per band and image (vectorised, in an order
+    fixed by the loop length) in (image, band) order.  All of that depends on
+    the geometry and ``band`` only.
+    """
+    kh, kw, sh, sw, ph, pw, dh, dw, ho, wo = geo
+    hq, wq = phase_plan(geo)
+    kk = kh * kw
+    c_all, h, w = x4.shape[1], x4.shape[2], x4.shape[3]
+    f_all = go4.shape[1]
+    cg, fg = group_channels, group_filters
+    ckg = cg * kk
+    xs = x4.reshape(-1)
+    gs = go4.reshape(-1)
+    ws = w4.reshape(-1)
+    dxs = dx4.reshape(-1)
+    T = ho * wq
+    rows = max(1, band // wq)  # output rows per band: the band's planes stay in L1
+    plane = hq * wq
+    nphase = sh * sw
+    goe = buf[: fg * T]
+    xq = buf[fg * T : fg * T + nphase * plane]
+    dxq = buf[fg * T + nphase * plane : fg * T + 2 * nphase * plane]
+    zero = xs[0] * 0
+    for g in range(g0, g1):
+        for fl in range(fg):
+            for q in range(ckg + 1):
+                parts[slot, g, fl, q] = zero
+        for b in range(i0, i1):
+            # grad_out planes of the group's filters, rows extended to wq.
+            for q in range(fg * T):
+                goe[_u(q)] = 0
+            for fl in range(fg):
+                src = (b * f_all + g * fg + fl) * ho * wo
+                dst = fl * T
+                for oh in range(ho):
+                    for ow in range(wo):
+                        goe[_u(dst + oh * wq + ow)] = gs[_u(src + oh * wo + ow)]
+                sdb = zero
+                for t in range(T):
+                    sdb += goe[_u(dst + t)]
+                parts[slot, g, fl, ckg] += sdb
+            for cl in range(cg):
+                c = g * cg + cl
+                xoff = (b * c_all + c) * h * w
+                _to_phases(xs, xoff, h, w, xq, hq, wq, sh, sw, ph, pw)
+                for q in range(nphase * plane):
+                    dxq[_u(q)] = 0
+                for t0 in range(0, T, rows * wq):
+                    t1 = min(T, t0 + rows * wq)
+                    for fl in range(fg):
+                        f = g * fg + fl
+                        gl = goe[fl * T + t0 : fl * T + t1]
+                        for i in range(kh):
+                            for j in range(kw):
+                                wv = ws[_u(((f * cg + cl) * kh + i) * kw + j)]
+                                off = (((i * dh) % sh) * sw + (j * dw) % sw) * plane + t0
+                                off += ((i * dh) // sh) * wq + (j * dw) // sw
+                                xt = xq[off : off + t1 - t0]
+                                dt = dxq[off : off + t1 - t0]
+                                s = zero
+                                for t in range(t1 - t0):
+                                    gv = gl[_u(t)]
+                                    dt[_u(t)] += wv * gv
+                                    s += gv * xt[_u(t)]
+                                parts[slot, g, fl, (cl * kh + i) * kw + j] += s
+                _from_phases(dxq, hq, wq, sh, sw, ph, pw, dxs, xoff, h, w)
 
 
 # ------------------------------------------------------------------------ parallel ops

@@ -26,9 +26,10 @@ def _exercise(dtype) -> None:
     for bias in (b, None):
         y = _ops.conv(None, x, w, bias, geom, 1)
         y1 = _ops.conv(None, x, w1, bias, point, 1)
-        _ops.conv(None, x, wd, None if bias is None else bias[:2], geom, 2)
+        yd = _ops.conv(None, x, wd, None if bias is None else bias[:2], geom, 2)
     _ops.conv_backward(None, y, x, w, geom, 1)
     _ops.conv_backward(None, y1, x, w1, point, 1)
+    _ops.conv_backward(None, yd, x, wd, geom, 2)  # direct backward
     cols = _ops.im2col(None, x, geom)
     _ops.col2im(None, cols, geom)
 
