@@ -310,7 +310,8 @@ def test_conv2d_backward_rejects_bad_input(options, exc, pattern, text, backend)
 
 
 IM2COL_CASES = [
-    pytest.param(np.zeros((4, 6, 7)), 3, {}, ValueError, r"\bx\b", "(4, 6, 7)", id="x-3d"),
+    # (N, C, W) is 1-D data now; no spatial axis at all is the error
+    pytest.param(np.zeros((4, 6)), 3, {}, ValueError, r"\bx\b", "(4, 6)", id="x-2d"),
     pytest.param(
         np.zeros((2, 4, 6, 7)), 1.5, {}, TypeError, r"\bkernel_size\b", "1.5", id="kernel-float"
     ),
@@ -387,19 +388,11 @@ COL2IM_CASES = [
         "20",
         id="columns-mismatch-stride",
     ),
-    # col2im is 2-D: input_size is (H, W), whatever the other arguments would allow.
+    # input_size gives the number of spatial axes (1, 2 or 3 ...); none is an error
+    pytest.param((2, 3, 3), (), 3, {}, ValueError, r"\binput_size\b", "()", id="input_size-empty"),
+    pytest.param((2, 3, 3), "56", 3, {}, TypeError, r"\binput_size\b", "'56'", id="input_size-str"),
     pytest.param(
-        (2, 27, 60),
-        (6, 7, 5),
-        3,
-        {},
-        ValueError,
-        r"\binput_size\b",
-        "(6, 7, 5)",
-        id="input_size-3-long",
-    ),
-    pytest.param(
-        (2, 3, 3), (5,), 3, {}, ValueError, r"\binput_size\b", "(5,)", id="input_size-1-long"
+        (2, 27, 61), (6, 7, 5), 3, {}, ValueError, r"\bcols\b", "61", id="cols-3d-mismatch"
     ),
     pytest.param(
         (2, 36, 20), (6.0, 7), 3, {}, TypeError, r"\binput_size\b", "6.0", id="input_size-float"
