@@ -6,15 +6,18 @@ and the receptive field.  It is slow on purpose and NumPy-only; the CLI demo
 and the benchmarks use it as the denominator of the seed's "200x" claim.
 
 The other functions are the references of ``convcore check``: every op of the
-public API written as loops over output pixels and kernel taps, from the
-resolved numbers alone (per-axis stride, ``(top, bottom, left, right)``
-padding, dilation, groups).  They compute their own output sizes and share no
+public API written as loops over output positions, from the resolved numbers
+alone (per-axis stride, ``(before, after)`` padding per axis, dilation,
+groups), for any number of spatial axes.  They compute their own output sizes and share no
 code with :mod:`convcore.geometry` or any backend.  The test suite has its own,
 independent oracle as well (``tests/reference.py``), which these are checked
 against.
 """
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 
@@ -67,86 +70,92 @@ def _out(size: int, k: int, stride: int, before: int, after: int, dil: int) -> i
 
 
 def _frame(x, kernel, stride, pad, dil):
-    """Zero-padded input, output size and the window of every output pixel."""
-    t, b, left, right = pad
-    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (left, right)))
-    ho = _out(x.shape[2], kernel[0], stride[0], t, b, dil[0])
-    wo = _out(x.shape[3], kernel[1], stride[1], left, right, dil[1])
+    """Zero-padded input, output size and the window of every output position.
 
-    def window(i, j):
-        r, s = i * stride[0], j * stride[1]
-        return (
-            slice(r, r + dil[0] * (kernel[0] - 1) + 1, dil[0]),
-            slice(s, s + dil[1] * (kernel[1] - 1) + 1, dil[1]),
+    ``x`` is ``(N, C, *spatial)`` with any number of spatial axes; ``pad`` is
+    ``(before, after)`` per axis.  ``window(pos)`` gives the strided slices of
+    the padded input that the output position ``pos`` (a tuple) reads.
+    """
+    nd = x.ndim - 2
+    pairs = [(pad[2 * i], pad[2 * i + 1]) for i in range(nd)]
+    xp = np.pad(x, [(0, 0), (0, 0), *pairs])
+    out = tuple(_out(x.shape[2 + i], kernel[i], stride[i], *pairs[i], dil[i]) for i in range(nd))
+
+    def window(pos):
+        return tuple(
+            slice(o * s, o * s + d * (k - 1) + 1, d) for o, s, d, k in zip(pos, stride, dil, kernel)
         )
 
-    return xp, ho, wo, window
+    return xp, out, window
+
+
+def _positions(out):
+    return itertools.product(*(range(o) for o in out))
 
 
 def im2col_loops(x, kernel, stride, pad, dil) -> np.ndarray:
-    """``(N, C*KH*KW, Ho*Wo)`` columns, one receptive field copied per output pixel."""
+    """``(N, C*prod(K), prod(O))`` columns, one receptive field copied per output position."""
     n, c = x.shape[:2]
-    xp, ho, wo, window = _frame(x, kernel, stride, pad, dil)
-    cols = np.empty((n, c * kernel[0] * kernel[1], ho, wo), x.dtype)
-    for i in range(ho):
-        for j in range(wo):
-            cols[:, :, i, j] = xp[(slice(None), slice(None), *window(i, j))].reshape(n, -1)
-    return cols.reshape(n, -1, ho * wo)
+    xp, out, window = _frame(x, kernel, stride, pad, dil)
+    cols = np.empty((n, c * math.prod(kernel), *out), x.dtype)
+    for pos in _positions(out):
+        field = xp[(slice(None), slice(None), *window(pos))]
+        cols[(slice(None), slice(None), *pos)] = field.reshape(n, -1)
+    return cols.reshape(n, -1, math.prod(out))
 
 
 def col2im_loops(cols, input_size, kernel, stride, pad, dil) -> np.ndarray:
-    """Overlap-sum of ``(N, C*KH*KW, Ho*Wo)`` columns back to ``(N, C, H, W)``."""
+    """Overlap-sum of ``(N, C*prod(K), prod(O))`` columns back to ``(N, C, *input_size)``."""
     n = cols.shape[0]
-    c = cols.shape[1] // (kernel[0] * kernel[1])
+    c = cols.shape[1] // math.prod(kernel)
     zeros = np.zeros((n, c, *input_size), cols.dtype)
-    acc, ho, wo, window = _frame(zeros, kernel, stride, pad, dil)
-    cols = cols.reshape(n, c, kernel[0], kernel[1], ho, wo)
-    for i in range(ho):
-        for j in range(wo):
-            acc[(slice(None), slice(None), *window(i, j))] += cols[..., i, j]
-    t, left = pad[0], pad[2]
-    return acc[:, :, t : t + input_size[0], left : left + input_size[1]]
+    acc, out, window = _frame(zeros, kernel, stride, pad, dil)
+    cols = cols.reshape(n, c, *kernel, *out)
+    for pos in _positions(out):
+        acc[(slice(None), slice(None), *window(pos))] += cols[(Ellipsis, *pos)]
+    crop = tuple(slice(pad[2 * i], pad[2 * i] + size) for i, size in enumerate(input_size))
+    return acc[(slice(None), slice(None), *crop)]
 
 
 def conv2d_forward_loops(x, weight, bias, stride, pad, dil, groups) -> np.ndarray:
-    """Grouped cross-correlation, one weighted sum per output pixel and group."""
+    """Grouped cross-correlation (any number of spatial axes), one weighted sum per
+    output position and group."""
     n, c = x.shape[:2]
     f = weight.shape[0]
     cg, fg = c // groups, f // groups
-    xp, ho, wo, window = _frame(x, weight.shape[2:], stride, pad, dil)
-    out = np.zeros((n, f, ho, wo), x.dtype)
-    for i in range(ho):
-        for j in range(wo):
-            field = xp[(slice(None), slice(None), *window(i, j))]
-            for g in range(groups):
-                part = field[:, g * cg : (g + 1) * cg]
-                filt = weight[g * fg : (g + 1) * fg]
-                out[:, g * fg : (g + 1) * fg, i, j] = np.tensordot(
-                    part, filt, ([1, 2, 3], [1, 2, 3])
-                )
+    xp, out, window = _frame(x, weight.shape[2:], stride, pad, dil)
+    y = np.zeros((n, f, *out), x.dtype)
+    axes = list(range(1, weight.ndim))
+    for pos in _positions(out):
+        field = xp[(slice(None), slice(None), *window(pos))]
+        for g in range(groups):
+            part = field[:, g * cg : (g + 1) * cg]
+            filt = weight[g * fg : (g + 1) * fg]
+            y[(slice(None), slice(g * fg, (g + 1) * fg), *pos)] = np.tensordot(
+                part, filt, (axes, axes)
+            )
     if bias is not None:
-        out += bias[None, :, None, None]
-    return out
+        y += bias.reshape((1, f) + (1,) * len(out))
+    return y
 
 
 def conv2d_backward_loops(grad_out, x, weight, stride, pad, dil, groups):
-    """``(dx, dw, db)`` of :func:`conv2d_forward_loops`, accumulated pixel by pixel."""
-    c, h, w = x.shape[1:]
+    """``(dx, dw, db)`` of :func:`conv2d_forward_loops`, accumulated position by position."""
+    c = x.shape[1]
     f = weight.shape[0]
     cg, fg = c // groups, f // groups
-    xp, ho, wo, window = _frame(x, weight.shape[2:], stride, pad, dil)
+    xp, out, window = _frame(x, weight.shape[2:], stride, pad, dil)
     dxp = np.zeros_like(xp)
     dw = np.zeros_like(weight)
-    for i in range(ho):
-        for j in range(wo):
-            win = (slice(None), slice(None), *window(i, j))
-            field = xp[win]
-            dfield = dxp[win]  # a view: writes land in dxp
-            for g in range(groups):
-                gs, fs = slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)
-                go = grad_out[:, fs, i, j]
-                dw[fs] += np.tensordot(go, field[:, gs], ([0], [0]))
-                dfield[:, gs] += np.tensordot(go, weight[fs], ([1], [0]))
-    t, left = pad[0], pad[2]
-    dx = dxp[:, :, t : t + h, left : left + w]
-    return dx, dw, grad_out.sum(axis=(0, 2, 3))
+    for pos in _positions(out):
+        win = (slice(None), slice(None), *window(pos))
+        field = xp[win]
+        dfield = dxp[win]  # a view: writes land in dxp
+        for g in range(groups):
+            gs, fs = slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)
+            go = grad_out[(slice(None), fs, *pos)]
+            dw[fs] += np.tensordot(go, field[:, gs], ([0], [0]))
+            dfield[:, gs] += np.tensordot(go, weight[fs], ([1], [0]))
+    crop = tuple(slice(pad[2 * i], pad[2 * i] + size) for i, size in enumerate(x.shape[2:]))
+    dx = dxp[(slice(None), slice(None), *crop)]
+    return dx, dw, grad_out.sum(axis=(0, *range(2, grad_out.ndim)))

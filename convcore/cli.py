@@ -525,9 +525,11 @@ def bench(backends, layers, dtypes, direction, repeat, pause, with_torch, json_p
 def check(backends, namespaces, dtypes, matlab, verbose):
     """Check every available backend against the loop references and the MATLAB fixtures.
 
-    im2col, col2im, conv2d and conv2d_backward (dx, dw, db) on geometries with
-    per-axis stride, asymmetric padding, dilation, groups and depthwise, against
-    loops over output pixels that share no code with the backends; tolerance
+    im2col, col2im, conv and conv_backward (dx, dw, db) on geometries with
+    per-axis stride, asymmetric padding, dilation, groups and depthwise, 1-D,
+    2-D and 3-D (where a backend declares them), channels-first and
+    channels-last, against loops over output positions that share no code with
+    the backends; tolerance
     1e-4 (float32) and 1e-10 (float64) relative to the largest expected value.
     Exit status 1 when anything differs, with the worst error printed.
     """
@@ -572,6 +574,9 @@ def check(backends, namespaces, dtypes, matlab, verbose):
     skipped = {f"{o.backend} on {o.namespace} arrays": o.skipped for o in outcomes if o.skipped}
     for what, reason in skipped.items():
         click.echo(f"  skipped {what}: {reason}")
+    notes = {o.backend: o.note for o in outcomes if o.note}
+    for backend_name, note in notes.items():
+        click.echo(f"  {backend_name}: {note}")
     failed = [o for o in outcomes if not o.skipped and not o.ok]
     checked = sum(o.checks for o in outcomes if not o.skipped)
     if not checked:

@@ -418,3 +418,19 @@ def test_bench_leaves_a_backend_out_of_a_layer_it_does_not_declare(runner, fresh
     h = convcore._bench.LAYERS["H"]
     assert h.nd == 3 and h.arrays("float32")[0].ndim == 5
     assert convcore._bench.LAYERS["G"].groups == convcore._bench.LAYERS["G"].c  # depthwise
+
+
+def test_check_leaves_out_ranks_a_backend_does_not_declare(fresh_registry):
+    kernels = get_registry().kernels("numpy")
+    fresh_registry.register(
+        BackendSpec(
+            name="flat_only", load=lambda: kernels, ops=ALL_OPS, namespaces={"numpy"}
+        )  # spatial_dims defaults to {2}: 1-D runs as 2-D, 3-D is not declared
+    )
+    (out,) = run_checks([fresh_registry.info("flat_only")], dtypes=["float64"])
+    three_d = [c for c in CASES if c.nd == 3]
+    assert three_d and out.ok
+    assert out.checks == 6 * (len(CASES) - len(three_d))
+    assert "3-D cases left out" in out.note
+    assert {c.nd for c in CASES} == {1, 2, 3}
+    assert any(c.layout == "channels_last" for c in CASES)
