@@ -21,6 +21,7 @@ from . import __version__
 from ._config import requested_backend
 from ._registry import available_backends, get_registry
 from .errors import BackendUnavailableError, ConvcoreError
+from .stack import apply_command
 
 __all__ = ["main"]
 
@@ -632,6 +633,10 @@ def warmup(backends, dtypes):
             shown = f"{value:.2f} s" if isinstance(value, float) else str(value)
             click.echo(f"{name}: {step}: {shown}")
     click.echo(f"total: {time.perf_counter() - start:.2f} s")
+
+
+# `convcore apply` lives with its streaming logic (convcore/stack.py).
+main.add_command(apply_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

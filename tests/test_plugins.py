@@ -337,13 +337,18 @@ def test_blocked_plugins_are_not_imported_in_a_fresh_process(site, tmp_path):
         y = convcore.conv2d(np.ones((1, 2, 4, 4)), np.ones((3, 2, 3, 3)))
         assert y.shape == (1, 3, 2, 2) and float(y[0, 0, 0, 0]) == 18.0
         assert convcore.resolve_backend("conv", y) == "array_api"
-        for module in ("convcore_example_plugin", "convcore_numpy", "convcore_numba"):
+        for module in (
+            "convcore_example_plugin",
+            "convcore_numpy",
+            "convcore_numba",
+            "convcore_dask",
+        ):
             assert module not in sys.modules, module
         """
     )
     env = _subprocess_env(
         PYTHONPATH=os.pathsep.join([str(site), *sys.path]),
-        CONVCORE_DISABLED_BACKENDS="convcore_example,numpy,numba,cupy",
+        CONVCORE_DISABLED_BACKENDS="convcore_example,numpy,numba,cupy,dask",
         CONVCORE_EXAMPLE_PLUGIN_LOG=str(log),
         CONVCORE_CONFIG_DIR=str(tmp_path / "no-user-config"),
     )

@@ -566,7 +566,7 @@ def test_numpy_backend_refuses_torch_tensor():
 
 @pytest.mark.parametrize(
     "value",
-    ["numpy,numba,cupy", " numpy , numba,cupy, nothing_by_that_name "],
+    ["numpy,numba,cupy,dask", " numpy , numba,cupy,dask, nothing_by_that_name "],
     ids=["names", "spaces"],
 )
 def test_disabled_backends_fall_back_to_array_api(value, monkeypatch):
