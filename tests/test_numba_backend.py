@@ -6,9 +6,13 @@
   bands or channel ranges) against the NumPy backend;
 * the direct backward of thin groups against the loop oracle (tests/reference.py),
   that it is the path taken, reproducible, and falls back for non-finite values;
+* 3-D convolutions (every path) against the N-d loop oracle of tests/test_breadth.py,
+  bitwise reproducible for any thread count and workspace, and run by the numba
+  kernels (not handed to another backend);
+* integer im2col/col2im, exact, with NumPy's wrap-around on overflow;
 * thread settings (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``) respected;
 * ``import convcore`` and listing backends do not import numba (subprocess);
-* ``convcore warmup``.
+* ``convcore warmup`` (every kernel compiled; 3-D calls compile nothing more).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import threading
 import numpy as np
 import pytest
 from reference import conv2d_backward_ref, resolve_padding
+from test_breadth import ref_col2im, ref_conv, ref_conv_backward, ref_im2col
 
 import convcore
 
@@ -172,12 +177,12 @@ def test_one_dimensional_kernels(assert_close):
     assert _ops.col2im(None, cols, geom).shape == x.shape
 
 
-def test_three_dimensional_geometry_is_refused():
+def test_more_than_three_spatial_axes_are_refused():
     from convcore.geometry import conv_geometry
 
-    geom = conv_geometry((4, 4, 4), 2)
-    with pytest.raises(NotImplementedError, match="1-D and 2-D"):
-        _ops.im2col(None, np.zeros((1, 1, 4, 4, 4)), geom)
+    geom = conv_geometry((4, 4, 4, 4), 2)
+    with pytest.raises(NotImplementedError, match="1-D, 2-D and 3-D"):
+        _ops.im2col(None, np.zeros((1, 1, 4, 4, 4, 4)), geom)
 
 
 # ---------------------------------------------------------------------- determinism
@@ -456,6 +461,223 @@ def test_direct_backward_non_finite_values_match_gemm_path(direct_calls):
     _assert_same_values(got, convcore.conv2d_backward(g, x, w, groups=2, backend="numpy"))
 
 
+# ------------------------------------------------------------------------------- 3-D
+
+#: 3-D geometries: (N, C, (D, H, W), F, kernel, stride, (before, after) per axis,
+#: dilation, groups).  Comments name the paths they take.
+GEOMETRIES_3D = {
+    # im2col + GEMM, every option differing per axis
+    "general": (3, 4, (5, 7, 6), 6, (3, 2, 3), (2, 1, 2), (1, 0, 2, 1, 0, 1), (1, 2, 1), 1),
+    "groups_gemm": (2, 4, (4, 5, 6), 10, (2, 3, 2), (1, 1, 1), (1, 1, 0, 2, 1, 1), (2, 1, 1), 2),
+    # direct forward and backward: depthwise, channel multiplier 2, thin groups
+    "depthwise": (2, 3, (5, 6, 7), 3, (3, 3, 3), (1, 2, 1), (1, 1, 1, 1, 1, 1), (1, 1, 1), 3),
+    "multiplier2_strided_dilated": (
+        2, 2, (7, 6, 8), 4, (2, 3, 2), (2, 1, 3), (0, 2, 1, 1, 2, 0), (2, 1, 2), 2
+    ),
+    "thin_groups": (2, 6, (4, 5, 5), 4, (2, 2, 3), (1, 2, 1), (1, 0, 0, 1, 1, 1), (1, 1, 1), 2),
+    # pointwise: GEMMs without im2col; direct for one filter per group
+    "pointwise": (3, 8, (3, 4, 5), 6, (1, 1, 1), (1, 1, 1), (0,) * 6, (1, 1, 1), 1),
+    "pointwise_depthwise": (2, 4, (3, 4, 5), 4, (1, 1, 1), (1, 1, 1), (0,) * 6, (1, 1, 1), 4),
+    # stride 1 with W == Wo: im2col copies whole spans of rows at once
+    "same_3x3x3": (2, 3, (6, 6, 6), 8, (3, 3, 3), (1, 1, 1), (1,) * 6, (1, 1, 1), 1),
+    # the same with an H stride of 2 (sh * W == Wo)
+    "rows_stride2": (1, 2, (3, 5, 3), 5, (2, 2, 1), (1, 2, 1), (0, 0, 1, 0, 1, 2), (1, 1, 1), 1),
+    # taps that miss the input entirely along D and W
+    "taps_outside": (3, 2, (2, 1, 2), 5, (3, 1, 3), (1, 1, 1), (1, 1, 0, 0, 2, 2), (1, 1, 2), 1),
+    "kernel_covers_input": (2, 2, (2, 3, 4), 6, (2, 3, 4), (1, 1, 1), (0,) * 6, (1, 1, 1), 1),
+    # one image: bands of output rows (od, oh) that span depth slices
+    "single_image": (1, 4, (6, 9, 10), 8, (3, 3, 3), (1, 1, 1), (1,) * 6, (1, 1, 1), 1),
+}  # fmt: skip
+
+
+def _arrays_3d(name, dtype, seed=0):
+    n, c, size, f, k, stride, pad, dil, groups = GEOMETRIES_3D[name]
+    rng = np.random.default_rng([seed, len(name)])
+    x = rng.standard_normal((n, c, *size)).astype(dtype)
+    w = rng.standard_normal((f, c // groups, *k)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    y = ref_conv(x, w, None, stride, pad, dil, groups)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    opts = {"stride": stride, "padding": pad, "dilation": dil, "groups": groups}
+    return x, w, b, g, opts
+
+
+def _run_3d(x, w, b, g, opts):
+    y = convcore.conv3d(x, w, b, backend="numba", **opts)
+    return (y, *convcore.conv3d_backward(g, x, w, backend="numba", **opts))
+
+
+@pytest.mark.parametrize("block", [2048, 5000])
+@pytest.mark.parametrize("name", sorted(GEOMETRIES_3D))
+def test_3d_matches_loop_oracle(name, block, dtype, assert_close, monkeypatch, two_threads):
+    """Forward (with and without bias), backward, im2col and col2im, many small items."""
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "BLOCK_BYTES", block)
+    x, w, b, g, opts = _arrays_3d(name, dtype)
+    geo = (opts["stride"], opts["padding"], opts["dilation"], opts["groups"])
+    copies = [a.copy() for a in (x, w, b, g)]
+    y, dx, dw, db = _run_3d(x, w, b, g, opts)
+    for original, after in zip(copies, (x, w, b, g), strict=True):
+        np.testing.assert_array_equal(original, after)  # inputs are not modified
+    assert_close(y, ref_conv(x, w, b, *geo), err_msg="y")
+    y0 = convcore.conv3d(x, w, None, backend="numba", **opts)
+    assert_close(y0, ref_conv(x, w, None, *geo), err_msg="y without bias")
+    for got, want, what in zip((dx, dw, db), ref_conv_backward(g, x, w, *geo), ("dx", "dw", "db")):
+        assert got.dtype == dtype, what
+        assert_close(got, want, err_msg=what)
+    kernel = w.shape[2:]
+    kw = {key: v for key, v in opts.items() if key != "groups"}
+    cols = convcore.im2col(x, kernel, backend="numba", **kw)
+    np.testing.assert_array_equal(cols, ref_im2col(x, kernel, *geo[:3]))
+    back = convcore.col2im(cols, x.shape[2:], kernel, backend="numba", **kw)
+    assert_close(back, ref_col2im(cols, x.shape[2:], kernel, *geo[:3]), err_msg="col2im")
+
+
+def test_3d_channels_last_and_auto_selection(assert_close):
+    """``auto`` picks numba for 3-D NumPy input; an NDHWC view gives the same result."""
+    x, w, b, _, opts = _arrays_3d("general", np.float64)
+    assert convcore.resolve_backend("conv", x) == "numba"
+    assert convcore.resolve_backend("conv_backward", x) == "numba"
+    assert convcore.resolve_backend("im2col", x) == "numba"
+    want = convcore.conv3d(x, w, b, backend="numba", **opts)
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 4, 1))
+    got = convcore.conv3d(xl, w, b, layout="NDHWC", **opts)
+    assert_close(got, want.transpose(0, 2, 3, 4, 1))
+
+
+@pytest.fixture
+def numba_kernel_calls(monkeypatch):
+    """Count calls of every numba kernel; make the numpy backend's kernels raise."""
+    from convcore._registry import get_registry
+
+    calls = {name: 0 for name in _ops.K.__all__}
+    for name in _ops.K.__all__:
+        original = getattr(_ops.K, name)
+
+        def spy(*args, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(_ops.K, name, spy)
+    numpy_kernels = get_registry().kernels("numpy")
+    for op in list(numpy_kernels):
+
+        def refuse(*args, _op=op, **kwargs):
+            raise AssertionError(f"the numpy backend's {_op} was called")
+
+        monkeypatch.setitem(numpy_kernels, op, refuse)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "name, kernels",
+    [
+        ("general", {"im2col_block", "col2im_block", "accumulate"}),
+        ("depthwise", {"conv_direct_block", "conv_direct_backward_block", "accumulate"}),
+        ("pointwise", {"add_bias", "row_sums", "accumulate"}),
+    ],
+)
+def test_3d_runs_on_the_numba_kernels(name, kernels, numba_kernel_calls):
+    """3-D calls through ``auto`` run numba kernels; no other backend runs."""
+    x, w, b, g, opts = _arrays_3d(name, np.float32)
+    convcore.conv3d(x, w, b, **opts)
+    convcore.conv3d_backward(g, x, w, **opts)
+    ran = {k for k, count in numba_kernel_calls.items() if count}
+    assert kernels <= ran, numba_kernel_calls
+    numba_kernel_calls.update(dict.fromkeys(numba_kernel_calls, 0))
+    kw = {key: v for key, v in opts.items() if key != "groups"}
+    convcore.col2im(convcore.im2col(x, w.shape[2:], **kw), x.shape[2:], w.shape[2:], **kw)
+    assert numba_kernel_calls["im2col_block"] and numba_kernel_calls["col2im_block"]
+
+
+@pytest.mark.parametrize(
+    "name", ["general", "groups_gemm", "depthwise", "thin_groups", "pointwise", "single_image"]
+)
+def test_3d_bitwise_reproducible_across_threads_and_workspace(
+    name, dtype, monkeypatch, force_parallel, two_threads, item_threads
+):
+    """Same bits for 1 and 2 threads and for any ``CONVCORE_WORKSPACE_MB``."""
+    x, w, b, g, opts = _arrays_3d(name, dtype)
+    first = _run_3d(x, w, b, g, opts)
+    assert any(t == 2 and count > 2 for t, count, _ in item_threads), item_threads
+    rounds_default = len(item_threads)
+    numba.set_num_threads(1)
+    item_threads.clear()
+    _assert_bitwise(first, _run_3d(x, w, b, g, opts), "1 thread vs 2 threads")
+    assert item_threads and all(t == 1 and len(s) == 1 for t, _, s in item_threads)
+    numba.set_num_threads(2)
+    for mb in ("0.0001", "0.01", "1024"):
+        monkeypatch.setenv("CONVCORE_WORKSPACE_MB", mb)
+        item_threads.clear()
+        _assert_bitwise(first, _run_3d(x, w, b, g, opts), f"CONVCORE_WORKSPACE_MB={mb}")
+        if mb == "0.0001" and x.shape[0] > 1:  # rounds of one image range
+            assert len(item_threads) > rounds_default
+
+
+def test_3d_backward_non_finite_values_match_gemm_path():
+    """The direct 3-D backward falls back like the 2-D one: NaN/inf where numpy has them."""
+    x, w, _, g, opts = _arrays_3d("depthwise", np.float64)
+    x[0, 1, 0, 0, 0] = np.inf
+    w[2, 0, 1, 1, 1] = np.nan
+    got = convcore.conv3d_backward(g, x, w, backend="numba", **opts)
+    _assert_same_values(got, convcore.conv3d_backward(g, x, w, backend="numpy", **opts))
+
+
+# -------------------------------------------------------------------------- integers
+
+INTEGERS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+
+
+def test_integer_declaration():
+    from convcore._registry import get_registry
+
+    spec = get_registry().spec("numba")
+    for op in ("im2col", "col2im"):
+        assert spec.dtypes_for(op) == {"float32", "float64", *INTEGERS}
+    for op in ("conv", "conv_backward"):
+        assert spec.dtypes_for(op) == {"float32", "float64"}
+    assert spec.spatial_dims == {1, 2, 3}
+
+
+@pytest.mark.parametrize("int_dtype", INTEGERS)
+@pytest.mark.parametrize("name", ["general", "same_3x3x3", "taps_outside"])
+def test_integer_im2col_col2im_3d_exact(name, int_dtype, two_threads, force_parallel):
+    n, c, size, _, k, stride, pad, dil, _ = GEOMETRIES_3D[name]
+    info = np.iinfo(int_dtype)
+    rng = np.random.default_rng(7)
+    x = rng.integers(info.min, info.max, (n, c, *size), dtype=int_dtype, endpoint=True)
+    kw = {"stride": stride, "padding": pad, "dilation": dil, "backend": "numba"}
+    cols = convcore.im2col(x, k, **kw)
+    assert cols.dtype == x.dtype
+    np.testing.assert_array_equal(cols, ref_im2col(x, k, stride, pad, dil))
+    # Full-range values: overlapping sums overflow and wrap around, as in NumPy.
+    back = convcore.col2im(cols, size, k, **kw)
+    assert back.dtype == x.dtype
+    np.testing.assert_array_equal(back, ref_col2im(cols, size, k, stride, pad, dil))
+
+
+def test_integer_col2im_wraps_around_like_numpy():
+    cols = np.full((1, 4, 4), 100, np.int8)  # 2x2 kernel, stride 1: the centre sums 4 terms
+    got = convcore.col2im(cols, (3, 3), 2, backend="numba")
+    assert got.dtype == np.int8
+    assert got[0, 0, 1, 1] == np.int8(400 - 512)  # 400 wraps to -112
+    np.testing.assert_array_equal(got, convcore.col2im(cols, (3, 3), 2, backend="numpy"))
+    cols = np.full((1, 4, 4), np.iinfo(np.uint64).max, np.uint64)
+    got = convcore.col2im(cols, (3, 3), 2, backend="numba")
+    np.testing.assert_array_equal(got, convcore.col2im(cols, (3, 3), 2, backend="numpy"))
+
+
+def test_warmup_of_an_integer_dtype_compiles_the_data_movement_kernels():
+    import convcore_numba
+
+    times = convcore_numba.warmup(("uint16",))
+    assert set(times) == {"import", "uint16", "cache_hits", "compiled"}
+    for name in ("im2col_block", "col2im_block"):
+        assert any("uint16" in str(sig) for sig in getattr(_ops.K, name).signatures), name
+    with pytest.raises(ValueError, match="float16"):
+        convcore_numba.warmup(("float16",))
+
+
 # -------------------------------------------------------------------------- threads
 
 
@@ -604,10 +826,26 @@ def test_warmup_command(tmp_path):
         from convcore.cli import main
         main(["warmup", "--dtype", "float32"], standalone_mode=False)
         from convcore_numba import _kernels
+        compiled = {}
         for name in _kernels.__all__:
             sigs = [str(sig) for sig in getattr(_kernels, name).signatures]
             assert any("float32" in s for s in sigs), f"warmup did not compile {name}"
             assert not any("float64" in s for s in sigs), f"{name} compiled for float64"
+            compiled[name] = len(sigs)
+        # 1-, 2- and 3-D calls run the kernels that warmup compiled: nothing new.
+        import numpy as np
+        import convcore
+        rng = np.random.default_rng(0)
+        for c, f, groups in ((3, 8, 1), (4, 4, 4)):
+            x = rng.standard_normal((2, c, 4, 5, 6)).astype(np.float32)
+            w = rng.standard_normal((f, c // groups, 3, 2, 3)).astype(np.float32)
+            y = convcore.conv3d(x, w, np.ones(f, np.float32), padding=1, groups=groups)
+            convcore.conv3d_backward(y, x, w, padding=1, groups=groups)
+            convcore.col2im(convcore.im2col(x, 2), (4, 5, 6), 2)
+            y1, x1, w1 = y[:, :, 0, 0], x[:, :, 0, 0], w[:, :, 0, 0]
+            convcore.conv1d_backward(y1, x1, w1, padding=1, groups=groups)
+        for name in _kernels.__all__:
+            assert len(getattr(_kernels, name).signatures) == compiled[name], name
         """
     proc = _python(code, tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""convcore's Numba backend: parallel CPU kernels for NumPy arrays.
+"""convcore's Numba backend: multi-threaded CPU kernels for NumPy arrays, 1-D to 3-D.
 
 Registered through the entry-point group ``convcore.backends`` like any
 third-party plugin.  Importing this module is cheap: it does not import Numba.
@@ -15,9 +15,14 @@ import importlib.util
 
 from convcore.hookspecs import hookimpl
 
-__all__ = ["convcore_register_backends", "warmup"]
+__all__ = ["INTEGERS", "convcore_register_backends", "warmup"]
 
 _MIN_NUMBA = (0, 59)
+
+#: im2col and col2im only move (and add) data, so they take integer arrays too.
+#: Their kernels compile per dtype on first use (``convcore warmup`` prepares the
+#: floats; ``warmup(dtypes=("int32",))`` prepares an integer type) and are cached.
+INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
 def _load():
@@ -63,7 +68,8 @@ def warmup(dtypes=("float32", "float64")) -> dict[str, float]:
     Parameters
     ----------
     dtypes : iterable of str, optional
-        ``"float32"`` and/or ``"float64"``.
+        ``"float32"`` and/or ``"float64"`` (every kernel), or integer types of
+        :data:`INTEGERS` (the im2col and col2im kernels only).
 
     Returns
     -------
@@ -89,8 +95,10 @@ def _spec_warmup(dtypes) -> dict[str, float | int]:
 
 @hookimpl
 def convcore_register_backends(register):
-    """Register the ``numba`` backend (NumPy arrays on the CPU, float32/float64)."""
+    """Register the ``numba`` backend (NumPy arrays on the CPU, float32/float64, 1-3-D)."""
     from convcore import BackendSpec
+
+    movable = {"float32", "float64", *INTEGERS}
 
     register(
         BackendSpec(
@@ -100,12 +108,13 @@ def convcore_register_backends(register):
             dtypes={"float32", "float64"},
             namespaces={"numpy"},
             devices={"cpu"},
-            spatial_dims={1, 2},
+            spatial_dims={1, 2, 3},
+            op_dtypes={"im2col": movable, "col2im": movable},
             priority=20,
             version=_numba_version(),
             description=(
                 "Numba kernels: per-core pipelines of im2col + single-threaded BLAS, "
-                "prange im2col/col2im, deterministic"
+                "1-D to 3-D, deterministic"
             ),
             check_available=_check_available,
             warmup=_spec_warmup,

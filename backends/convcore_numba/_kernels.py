@@ -1,30 +1,34 @@
 """Numba kernels of the ``numba`` backend: im2col, col2im and direct convolutions.
 
 Every kernel is compiled once per dtype at module level; geometry arrives as
-plain integer arguments, never through globals.  Two families:
+plain integer arguments, never through globals.  All of them are **serial**
+(``nogil=True, cache=True``) and work on one image, one band of output rows or
+one range of channels: the drivers (``_ops.py``) run them in their own worker
+threads next to single-threaded BLAS calls, one pipeline per core, so that
+Numba and OpenBLAS never compete for the cores.  They are cached on disk: a
+second process loads them instead of compiling them.  (There are no
+``parallel=True`` kernels: those cannot be cached, numba#4807, and each cost
+about 1.1 s of compilation per dtype in every process.)
 
-* **Serial kernels** (``nogil=True, cache=True``) work on one image, one band
-  of output rows or one range of channels.  The convolution driver
-  (``_ops.py``) runs them in its own worker threads next to single-threaded
-  BLAS calls, one pipeline per core, so that Numba and OpenBLAS never compete
-  for the cores.  They are cached on disk: a second process loads them
-  instead of compiling them.
-* **Parallel kernels** (``parallel=True``, ``prange`` over the ``(n, c)``
-  planes that each iteration owns) implement the stand-alone ``im2col`` and
-  ``col2im`` ops.  They are not cached (``cache=True`` with ``parallel=True``
-  is not known to be safe, numba#4807).
+Conventions.  Every kernel is 3-D: a 2-D problem is a 3-D one with a depth of
+1, a 1-D problem also has a height of 1, so one compiled kernel per dtype
+serves every rank.
 
-Conventions (2-D; a 1-D problem is a 2-D one with a height of 1):
-
-* ``x`` planes are ``(H, W)``, column blocks are ``(rows, L)`` with row
-  ``(c * KH + i) * KW + j`` and column ``oh * Wo + ow`` (PyTorch ``unfold``
-  order).
-* ``geo`` is the tuple ``(kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)``: kernel
-  size, stride, padding before (top, left), dilation and output size.
+* ``x`` volumes are ``(D, H, W)``, column blocks are ``(rows, L)`` with row
+  ``((c * KD + a) * KH + i) * KW + j`` and column ``(od * Ho + oh) * Wo + ow``
+  (PyTorch ``unfold`` order, in N-d).
+* An *output row* is a pair ``(od, oh)``, numbered ``r = od * Ho + oh``: bands
+  of output rows may span several depth slices.
+* ``geo`` is the tuple ``(kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, do,
+  ho, wo)``: kernel size, stride, padding before (front, top, left), dilation
+  and output size.
 * All summations run in a fixed order, so results do not depend on the
   number of threads.  ``conv_direct_backward_block`` lets LLVM vectorise its
   dot products (``fastmath={"reassoc"}``): their order is then fixed by the
   compiled loop and the loop length, the same for every thread and item.
+* ``im2col_block`` and ``col2im_block`` also take integer arrays (data
+  movement); ``col2im_block`` then adds with the wrap-around of the dtype,
+  as NumPy's integer ``+`` does.
 """
 
 from __future__ import annotations
@@ -35,16 +39,13 @@ __all__ = [
     "accumulate",
     "add_bias",
     "col2im_block",
-    "col2im_parallel",
     "conv_direct_backward_block",
     "conv_direct_block",
     "im2col_block",
-    "im2col_parallel",
     "row_sums",
 ]
 
 _SERIAL = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
-_PARALLEL = {"parallel": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -76,112 +77,154 @@ def _u(i):
 
 
 @nb.njit(inline="always")
-def _im2col_plane(xs, xoff, h, w, ds, doff, ldd, oh0, oh1, geo):
-    """Write the ``KH*KW`` rows of one channel plane into a column block.
+def _im2col_volume(xs, xoff, d, h, w, ds, doff, ldd, r0, r1, geo):
+    """Write the ``KD*KH*KW`` rows of one channel into a column block.
 
-    ``xs`` is the flat input and the plane starts at ``xoff`` (``h`` x ``w``);
-    ``ds`` is the flat column block with row stride ``ldd`` and the channel's
-    first row starts at ``doff``.  Output rows ``oh0 .. oh1`` fill the columns.
+    ``xs`` is the flat input and the channel's volume starts at ``xoff``
+    (``d`` x ``h`` x ``w``); ``ds`` is the flat column block with row stride
+    ``ldd`` and the channel's first row starts at ``doff``.  Output rows
+    ``r0 .. r1`` (``r = od * Ho + oh``) fill the columns, one depth slice
+    ``od`` at a time.  Per slice and tap: zeros for the output rows whose input
+    row is padding, the valid part of the others, zeros for their padding
+    columns.  With a unit stride along W, consecutive valid rows are
+    contiguous runs of the input; when ``sh * W == Wo`` (stride 1 and "same"
+    padding along H and W) they are one run, copied by a single loop.
     """
-    kh, kw, sh, sw, ph, pw, dh, dw, _, wo = geo
-    for i in range(kh):
-        for j in range(kw):
-            rbase = doff + (i * kw + j) * ldd
-            offw = j * dw - pw
-            lo, hi = _valid_range(w, wo, offw, sw)
-            for oh in range(oh0, oh1):
-                ih = oh * sh - ph + i * dh
-                base = _u(rbase + (oh - oh0) * wo)
-                if ih < 0 or ih >= h:
-                    for ow in range(wo):
-                        ds[base + _u(ow)] = 0
-                    continue
-                for ow in range(lo):
-                    ds[base + _u(ow)] = 0
-                src = _u(xoff + ih * w + offw + lo * sw)
-                dst = base + _u(lo)
-                if sw == 1:
-                    for k in range(hi - lo):
-                        ds[dst + _u(k)] = xs[src + _u(k)]
-                else:
-                    for k in range(hi - lo):
-                        ds[dst + _u(k)] = xs[src + _u(k * sw)]
-                for ow in range(hi, wo):
-                    ds[base + _u(ow)] = 0
+    kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, _, ho, wo = geo
+    for a in range(kd):
+        for i in range(kh):
+            vlo_all, vhi_all = _valid_range(h, ho, i * dh - ph, sh)
+            for j in range(kw):
+                rbase = doff + ((a * kh + i) * kw + j) * ldd - r0 * wo
+                offw = j * dw - pw
+                lo, hi = _valid_range(w, wo, offw, sw)
+                r = r0
+                while r < r1:
+                    od = r // ho
+                    oh0 = r - od * ho
+                    oh1 = min(ho, oh0 + r1 - r)
+                    r += oh1 - oh0
+                    obase = rbase + od * ho * wo  # column block row of (od, 0)
+                    iz = od * sd - pd + a * dd
+                    if iz < 0 or iz >= d:  # the whole slice reads padding
+                        vlo = vhi = oh1
+                    else:
+                        vlo = min(max(vlo_all, oh0), oh1)
+                        vhi = min(max(vhi_all, vlo), oh1)
+                    start = _u(obase + oh0 * wo)
+                    for q in range((vlo - oh0) * wo):
+                        ds[start + _u(q)] = 0
+                    start = _u(obase + vhi * wo)
+                    for q in range((oh1 - vhi) * wo):
+                        ds[start + _u(q)] = 0
+                    ih = vlo * sh - ph + i * dh
+                    src0 = xoff + (iz * h + ih) * w + offw + lo * sw
+                    dst0 = obase + vlo * wo
+                    if sw == 1:
+                        runs, n = vhi - vlo, hi - lo
+                        if sh * w == wo:  # the rows' valid parts are one run
+                            runs, n = min(runs, 1), (vhi - vlo - 1) * wo + hi - lo
+                        if hi > lo:
+                            for run in range(runs):
+                                src = _u(src0 + run * sh * w)
+                                dst = _u(dst0 + lo + run * wo)
+                                for k in range(n):
+                                    ds[dst + _u(k)] = xs[src + _u(k)]
+                        for oh in range(vhi - vlo):  # then the padding columns
+                            base = _u(dst0 + oh * wo)
+                            for ow in range(lo):
+                                ds[base + _u(ow)] = 0
+                            for ow in range(hi, wo):
+                                ds[base + _u(ow)] = 0
+                    else:
+                        for oh in range(vhi - vlo):
+                            base = _u(dst0 + oh * wo)
+                            for ow in range(lo):
+                                ds[base + _u(ow)] = 0
+                            src = _u(src0 + oh * sh * w)
+                            for k in range(hi - lo):
+                                ds[base + _u(lo + k)] = xs[src + _u(k * sw)]
+                            for ow in range(hi, wo):
+                                ds[base + _u(ow)] = 0
 
 
 @nb.njit(inline="always")
-def _col2im_plane(cs, coff, ldc, xs, xoff, h, w, geo):
-    """Overlap-sum the ``KH*KW`` rows of one channel into its image plane.
+def _col2im_volume(cs, coff, ldc, xs, xoff, d, h, w, geo):
+    """Overlap-sum the ``KD*KH*KW`` rows of one channel into its volume.
 
     ``cs`` is the flat column block (row stride ``ldc``, the channel's first
-    row at ``coff``); ``xs`` the flat image, the plane at ``xoff``.  The plane
-    is zeroed first.  Kernel offsets are visited in ``(i, j)`` order and output
-    positions in raster order, so every pixel sums its terms in a fixed order.
+    row at ``coff``); ``xs`` the flat image, the volume at ``xoff``.  The
+    volume is zeroed first.  Kernel offsets are visited in ``(a, i, j)`` order
+    and output positions in raster order, so every voxel sums its terms in a
+    fixed order.
     """
-    kh, kw, sh, sw, ph, pw, dh, dw, ho, wo = geo
-    for q in range(h * w):
+    kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, do, ho, wo = geo
+    for q in range(d * h * w):
         xs[_u(xoff + q)] = 0
-    for i in range(kh):
-        oh_lo, oh_hi = _valid_range(h, ho, i * dh - ph, sh)
-        for j in range(kw):
-            offw = j * dw - pw
-            lo, hi = _valid_range(w, wo, offw, sw)
-            rbase = coff + (i * kw + j) * ldc
-            for oh in range(oh_lo, oh_hi):
-                ih = oh * sh - ph + i * dh
-                src = _u(rbase + oh * wo + lo)
-                dst = _u(xoff + ih * w + offw + lo * sw)
-                if sw == 1:
-                    for k in range(hi - lo):
-                        xs[dst + _u(k)] += cs[src + _u(k)]
-                else:
-                    for k in range(hi - lo):
-                        xs[dst + _u(k * sw)] += cs[src + _u(k)]
+    for a in range(kd):
+        od_lo, od_hi = _valid_range(d, do, a * dd - pd, sd)
+        for i in range(kh):
+            oh_lo, oh_hi = _valid_range(h, ho, i * dh - ph, sh)
+            for j in range(kw):
+                offw = j * dw - pw
+                lo, hi = _valid_range(w, wo, offw, sw)
+                rbase = coff + ((a * kh + i) * kw + j) * ldc
+                for od in range(od_lo, od_hi):
+                    iz = od * sd - pd + a * dd
+                    for oh in range(oh_lo, oh_hi):
+                        ih = oh * sh - ph + i * dh
+                        src = _u(rbase + (od * ho + oh) * wo + lo)
+                        dst = _u(xoff + (iz * h + ih) * w + offw + lo * sw)
+                        if sw == 1:
+                            for k in range(hi - lo):
+                                xs[dst + _u(k)] += cs[src + _u(k)]
+                        else:
+                            for k in range(hi - lo):
+                                xs[dst + _u(k * sw)] += cs[src + _u(k)]
 
 
-# ----------------------------------------------------------------- serial (driver) kernels
+# ------------------------------------------------------------------------- kernels
 
 
 @nb.njit(**_SERIAL)
-def im2col_block(x4, i0, i1, c0, c1, c_ref, oh0, oh1, ds, first, istride, ldd, geo, gch, grows):
-    """Columns of images ``i0 .. i1``, channels ``c0 .. c1``, output rows ``oh0 .. oh1``.
+def im2col_block(x5, i0, i1, c0, c1, c_ref, r0, r1, ds, first, istride, ldd, geo, gch, grows):
+    """Columns of images ``i0 .. i1``, channels ``c0 .. c1``, output rows ``r0 .. r1``.
 
-    ``x4`` is (N, C, H, W); ``ds`` a flat destination whose rows are ``ldd``
-    apart.  Image ``i``'s block starts at ``(i - first) * istride``, so the
-    images can sit one after the other (``istride = rows * ldd``) or side by
-    side in the columns (``istride = (oh1 - oh0) * Wo``, ``ldd`` = all their
+    ``x5`` is (N, C, D, H, W); ``ds`` a flat destination whose rows are
+    ``ldd`` apart.  Image ``i``'s block starts at ``(i - first) * istride``, so
+    the images can sit one after the other (``istride = rows * ldd``) or side
+    by side in the columns (``istride = (r1 - r0) * Wo``, ``ldd`` = all their
     columns).  Channel ``c`` goes to the rows starting at
-    ``(d // gch) * grows + (d % gch) * KH*KW`` with ``d = c - c_ref``, so that
-    a block can hold per-group blocks of ``grows`` rows with a spare row each
-    (the row of ones that carries the bias).
+    ``(e // gch) * grows + (e % gch) * KD*KH*KW`` with ``e = c - c_ref``, so
+    that a block can hold per-group blocks of ``grows`` rows with a spare row
+    each (the row of ones that carries the bias).
     """
-    k = geo[0] * geo[1]
-    c_all, h, w = x4.shape[1], x4.shape[2], x4.shape[3]
-    xs = x4.reshape(-1)
+    k = geo[0] * geo[1] * geo[2]
+    c_all, d, h, w = x5.shape[1], x5.shape[2], x5.shape[3], x5.shape[4]
+    xs = x5.reshape(-1)
     for i in range(i0, i1):
         for c in range(c0, c1):
-            d = c - c_ref
-            row0 = (d // gch) * grows + (d % gch) * k
+            e = c - c_ref
+            row0 = (e // gch) * grows + (e % gch) * k
             doff = (i - first) * istride + row0 * ldd
-            _im2col_plane(xs, (i * c_all + c) * h * w, h, w, ds, doff, ldd, oh0, oh1, geo)
+            _im2col_volume(xs, (i * c_all + c) * d * h * w, d, h, w, ds, doff, ldd, r0, r1, geo)
 
 
 @nb.njit(**_SERIAL)
-def col2im_block(cs, first, istride, ldc, x4, i0, i1, c0, c1, c_ref, geo):
+def col2im_block(cs, first, istride, ldc, x5, i0, i1, c0, c1, c_ref, geo):
     """Overlap-sum column blocks into images ``i0 .. i1``, channels ``c0 .. c1``.
 
     ``cs`` is flat with rows ``ldc`` apart; image ``i``'s block starts at
-    ``(i - first) * istride`` and its rows ``(c - c_ref) * KH*KW ...`` belong
-    to channel ``c``.  The planes ``x4[i, c0:c1]`` are overwritten.
+    ``(i - first) * istride`` and its rows ``(c - c_ref) * KD*KH*KW ...``
+    belong to channel ``c``.  The volumes ``x5[i, c0:c1]`` are overwritten.
     """
-    k = geo[0] * geo[1]
-    c_all, h, w = x4.shape[1], x4.shape[2], x4.shape[3]
-    xs = x4.reshape(-1)
+    k = geo[0] * geo[1] * geo[2]
+    c_all, d, h, w = x5.shape[1], x5.shape[2], x5.shape[3], x5.shape[4]
+    xs = x5.reshape(-1)
     for i in range(i0, i1):
         for c in range(c0, c1):
             coff = (i - first) * istride + (c - c_ref) * k * ldc
-            _col2im_plane(cs, coff, ldc, xs, (i * c_all + c) * h * w, h, w, geo)
+            _col2im_volume(cs, coff, ldc, xs, (i * c_all + c) * d * h * w, d, h, w, geo)
 
 
 @nb.njit(**_SERIAL)
@@ -236,48 +279,53 @@ def accumulate(dst, parts, start, stop):
 
 
 @nb.njit(**_SERIAL)
-def conv_direct_block(x4, w4, bias, y4, i0, i1, f0, f1, geo, group_channels, group_filters):
+def conv_direct_block(x5, w5, bias, y5, i0, i1, f0, f1, geo, group_channels, group_filters):
     """Direct grouped convolution of images ``i0 .. i1``, filters ``f0 .. f1``.
 
     For groups too thin for a GEMM (depthwise: one filter per group), where a
-    per-group product would be a matrix-vector product.  ``x4`` (N, C, H, W),
-    ``w4`` (F, C/groups, KH, KW), ``bias`` (F,) (zeros for no bias), ``y4``
-    (N, F, Ho, Wo), all C-contiguous.  Output rows accumulate in place, taps in
-    ``(c, i, j)`` order.
+    per-group product would be a matrix-vector product.  ``x5`` (N, C, D, H, W),
+    ``w5`` (F, C/groups, KD, KH, KW), ``bias`` (F,) (zeros for no bias), ``y5``
+    (N, F, Do, Ho, Wo), all C-contiguous.  Output rows accumulate in place, taps
+    in ``(c, a, i, j)`` order.
     """
-    kh, kw, sh, sw, ph, pw, dh, dw, ho, wo = geo
-    c_all, h, w = x4.shape[1], x4.shape[2], x4.shape[3]
-    f_all = w4.shape[0]
+    kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, do, ho, wo = geo
+    c_all, d, h, w = x5.shape[1], x5.shape[2], x5.shape[3], x5.shape[4]
+    f_all = w5.shape[0]
     cg = group_channels
-    xs = x4.reshape(-1)
-    ys = y4.reshape(-1)
-    ws = w4.reshape(-1)
+    xs = x5.reshape(-1)
+    ys = y5.reshape(-1)
+    ws = w5.reshape(-1)
     for b in range(i0, i1):
         for f in range(f0, f1):
             cs = (f // group_filters) * cg
             bv = bias[f]
-            for oh in range(ho):
-                base = ((b * f_all + f) * ho + oh) * wo
-                for q in range(wo):
-                    ys[_u(base + q)] = bv
-                for c in range(cg):
-                    xoff = (b * c_all + cs + c) * h * w
-                    for i in range(kh):
-                        ih = oh * sh - ph + i * dh
-                        if ih < 0 or ih >= h:
-                            continue
-                        for j in range(kw):
-                            wv = ws[_u(((f * cg + c) * kh + i) * kw + j)]
-                            offw = j * dw - pw
-                            lo, hi = _valid_range(w, wo, offw, sw)
-                            src = _u(xoff + ih * w + offw + lo * sw)
-                            dst = _u(base + lo)
-                            if sw == 1:
-                                for k in range(hi - lo):
-                                    ys[dst + _u(k)] += wv * xs[src + _u(k)]
-                            else:
-                                for k in range(hi - lo):
-                                    ys[dst + _u(k)] += wv * xs[src + _u(k * sw)]
+            for od in range(do):
+                for oh in range(ho):
+                    base = (((b * f_all + f) * do + od) * ho + oh) * wo
+                    for q in range(wo):
+                        ys[_u(base + q)] = bv
+                    for c in range(cg):
+                        xoff = (b * c_all + cs + c) * d * h * w
+                        for a in range(kd):
+                            iz = od * sd - pd + a * dd
+                            if iz < 0 or iz >= d:
+                                continue
+                            for i in range(kh):
+                                ih = oh * sh - ph + i * dh
+                                if ih < 0 or ih >= h:
+                                    continue
+                                for j in range(kw):
+                                    wv = ws[_u((((f * cg + c) * kd + a) * kh + i) * kw + j)]
+                                    offw = j * dw - pw
+                                    lo, hi = _valid_range(w, wo, offw, sw)
+                                    src = _u(xoff + (iz * h + ih) * w + offw + lo * sw)
+                                    dst = _u(base + lo)
+                                    if sw == 1:
+                                        for k in range(hi - lo):
+                                            ys[dst + _u(k)] += wv * xs[src + _u(k)]
+                                    else:
+                                        for k in range(hi - lo):
+                                            ys[dst + _u(k)] += wv * xs[src + _u(k * sw)]
 
 
 #: Serial kernels whose float sums LLVM may vectorise (reassociate).  The order
@@ -289,181 +337,164 @@ _SERIAL_REASSOC = dict(_SERIAL, fastmath={"reassoc"})
 
 @nb.njit(inline="always")
 def phase_plan(geo):
-    """``(hq, wq)``: the size of the phase planes of :func:`conv_direct_backward_block`.
+    """``(dq, hq, wq)``: the size of the phase volumes of :func:`conv_direct_backward_block`.
 
-    Phase plane ``(rh, rw)`` of a zero-padded input plane holds the pixels
-    ``(m * sh + rh - ph, n * sw + rw - pw)`` for ``m < hq``, ``n < wq``, so tap
-    ``(i, j)`` of output ``(oh, ow)`` is pixel ``(oh + i*dh // sh, ow + j*dw // sw)``
-    of plane ``(i*dh % sh, j*dw % sw)``: one flat, unit-stride loop over a grad_out
-    plane whose rows are extended to ``wq`` (zeros after ``wo``) reaches every tap.
-    One spare row keeps the last row's overhang inside the plane.
+    Phase volume ``(rd, rh, rw)`` of a zero-padded input volume holds the
+    voxels ``(l * sd + rd - pd, m * sh + rh - ph, n * sw + rw - pw)`` for
+    ``l < dq``, ``m < hq``, ``n < wq``, so tap ``(a, i, j)`` of output
+    ``(od, oh, ow)`` is voxel ``(od + a*dd // sd, oh + i*dh // sh, ow + j*dw // sw)``
+    of volume ``(a*dd % sd, i*dh % sh, j*dw % sw)``: one flat, unit-stride loop
+    over a grad_out volume laid out like a phase volume (slices of ``hq`` rows of
+    ``wq``, zeros after ``ho`` and ``wo``) reaches every tap.  One spare row per
+    slice keeps the last row's overhang inside the slice.
     """
-    kh, kw, sh, sw, _, _, dh, dw, ho, wo = geo
-    return ho + ((kh - 1) * dh) // sh + 1, wo + ((kw - 1) * dw) // sw
+    kd, kh, kw, sd, sh, sw, _, _, _, dd, dh, dw, do, ho, wo = geo
+    return do + ((kd - 1) * dd) // sd, ho + ((kh - 1) * dh) // sh + 1, wo + ((kw - 1) * dw) // sw
 
 
 @nb.njit(inline="always")
-def _to_phases(xs, xoff, h, w, xq, hq, wq, sh, sw, ph, pw):
-    """Zero-padded phase planes (see :func:`phase_plan`) of the plane at ``xs[xoff:]``."""
-    plane = hq * wq
-    for q in range(sh * sw * plane):
+def _to_phases(xs, xoff, d, h, w, xq, dq, hq, wq, geo):
+    """Zero-padded phase volumes (see :func:`phase_plan`) of the volume at ``xs[xoff:]``."""
+    sd, sh, sw, pd, ph, pw = geo[3], geo[4], geo[5], geo[6], geo[7], geo[8]
+    vol = dq * hq * wq
+    for q in range(sd * sh * sw * vol):
         xq[_u(q)] = 0
-    for rh in range(sh):
-        m_lo, m_hi = _valid_range(h, hq, rh - ph, sh)
-        for rw in range(sw):
-            lo, hi = _valid_range(w, wq, rw - pw, sw)
-            for m in range(m_lo, m_hi):
-                row = (rh * sw + rw) * plane + m * wq
-                src = xoff + (m * sh + rh - ph) * w + rw - pw
-                for n in range(lo, hi):
-                    xq[_u(row + n)] = xs[_u(src + n * sw)]
+    for rd in range(sd):
+        l_lo, l_hi = _valid_range(d, dq, rd - pd, sd)
+        for rh in range(sh):
+            m_lo, m_hi = _valid_range(h, hq, rh - ph, sh)
+            for rw in range(sw):
+                lo, hi = _valid_range(w, wq, rw - pw, sw)
+                pbase = ((rd * sh + rh) * sw + rw) * vol
+                for ll in range(l_lo, l_hi):
+                    for m in range(m_lo, m_hi):
+                        row = pbase + (ll * hq + m) * wq
+                        src = xoff + ((ll * sd + rd - pd) * h + m * sh + rh - ph) * w + rw - pw
+                        for n in range(lo, hi):
+                            xq[_u(row + n)] = xs[_u(src + n * sw)]
 
 
 @nb.njit(inline="always")
-def _from_phases(dxq, hq, wq, sh, sw, ph, pw, dxs, xoff, h, w):
-    """Write the plane at ``dxs[xoff:]`` from its phase planes; pixels outside them are 0."""
-    plane = hq * wq
-    for q in range(h * w):
+def _from_phases(dxq, dq, hq, wq, geo, dxs, xoff, d, h, w):
+    """Write the volume at ``dxs[xoff:]`` from its phase volumes; voxels outside them are 0."""
+    sd, sh, sw, pd, ph, pw = geo[3], geo[4], geo[5], geo[6], geo[7], geo[8]
+    vol = dq * hq * wq
+    for q in range(d * h * w):
         dxs[_u(xoff + q)] = 0
-    for rh in range(sh):
-        m_lo, m_hi = _valid_range(h, hq, rh - ph, sh)
-        for rw in range(sw):
-            lo, hi = _valid_range(w, wq, rw - pw, sw)
-            for m in range(m_lo, m_hi):
-                row = (rh * sw + rw) * plane + m * wq
-                dst = xoff + (m * sh + rh - ph) * w + rw - pw
-                for n in range(lo, hi):
-                    dxs[_u(dst + n * sw)] = dxq[_u(row + n)]
+    for rd in range(sd):
+        l_lo, l_hi = _valid_range(d, dq, rd - pd, sd)
+        for rh in range(sh):
+            m_lo, m_hi = _valid_range(h, hq, rh - ph, sh)
+            for rw in range(sw):
+                lo, hi = _valid_range(w, wq, rw - pw, sw)
+                pbase = ((rd * sh + rh) * sw + rw) * vol
+                for ll in range(l_lo, l_hi):
+                    for m in range(m_lo, m_hi):
+                        row = pbase + (ll * hq + m) * wq
+                        dst = xoff + ((ll * sd + rd - pd) * h + m * sh + rh - ph) * w + rw - pw
+                        for n in range(lo, hi):
+                            dxs[_u(dst + n * sw)] = dxq[_u(row + n)]
 
 
 @nb.njit(**_SERIAL_REASSOC)
 def conv_direct_backward_block(
-    go4, x4, w4, dx4, parts, slot, i0, i1, g0, g1, geo, group_channels, group_filters, band, buf
+    go5, x5, w5, dx5, parts, slot, i0, i1, g0, g1, geo, group_channels, group_filters, band, buf
 ):
     """Direct backward of images ``i0 .. i1``, groups ``g0 .. g1`` (thin groups).
 
-    Writes the ``dx4`` planes of the groups' channels for those images (owned)
-    and the images' ``[dw | db]`` partial of each group into ``parts[slot, g]``
-    (``(F/g, C/g*KH*KW + 1)``, the last column ``db``).  ``go4`` (N, F, Ho, Wo),
-    ``x4`` and ``dx4`` (N, C, H, W), ``w4`` (F, C/g, KH, KW), all C-contiguous;
-    ``buf`` is scratch of ``F/g * Ho * wq + 2 * sh * sw * hq * wq`` elements
-    (:func:`phase_plan`).
+    Writes the ``dx5`` volumes of the groups' channels for those images
+    (owned) and the images' ``[dw | db]`` partial of each group into
+    ``parts[slot, g]`` (``(F/g, C/g*KD*KH*KW + 1)``, the last column ``db``).
+    ``go5`` (N, F, Do, Ho, Wo), ``x5`` and ``dx5`` (N, C, D, H, W), ``w5``
+    (F, C/g, KD, KH, KW), all C-contiguous; ``buf`` is scratch of
+    ``F/g * T + 2 * sd * sh * sw * dq * hq * wq`` elements with
+    ``T = ((Do - 1) * hq + Ho) * wq`` (:func:`phase_plan`).
 
-    Per image and channel the input plane is laid out as zero-padded phase
-    planes (:func:`phase_plan`), and per image and filter the grad_out plane as
-    rows of ``wq`` (zeros after ``wo``).  Then every tap is one unit-stride loop
-    over the extended grad_out plane that does both gradients:
-    ``dxq[t + off] += w * go[t]`` and ``s += go[t] * xq[t + off]``; ``dxq`` is
-    copied back into ``dx`` at the end.  The extended lanes add exact zeros
-    when the weights and the input are finite; a non-finite input or weight
-    can leak NaN into ``dw`` through them, and the driver then recomputes the
-    call another way.  The output rows are taken in bands of about ``band``
-    elements (whole rows), so that a band's slices of the planes stay in L1.
-    Every ``dx`` pixel sums its terms in (band, filter, tap) order; every ``dw``
-    entry sums one dot product per band and image (vectorised, in an order
-    fixed by the loop length) in (image, band) order.  All of that depends on
-    the geometry and ``band`` only.
+    Per image and channel the input volume is laid out as zero-padded phase
+    volumes (:func:`phase_plan`), and per image and filter the grad_out volume
+    as slices of ``hq`` rows of ``wq`` (zeros after ``Ho`` and ``Wo``; the
+    last slice stops after ``Ho`` rows: ``T`` elements).  Then every tap is one
+    unit-stride loop over the extended grad_out volume that does both
+    gradients: ``dxq[t + off] += w * go[t]`` and ``s += go[t] * xq[t + off]``;
+    ``dxq`` is copied back into ``dx`` at the end.  The extended lanes add
+    exact zeros when the weights and the input are finite; a non-finite input
+    or weight can leak NaN into ``dw`` through them, and the driver then
+    recomputes the call another way.  The flat loop is taken in bands of about
+    ``band`` elements (whole rows), so that a band's slices of the volumes stay
+    in L1.  Every ``dx`` voxel sums its terms in (band, filter, tap) order;
+    every ``dw`` entry sums one dot product per band and image (vectorised, in
+    an order fixed by the loop length) in (image, band) order.  All of that
+    depends on the geometry and ``band`` only.  In 2-D (``Do = 1``) the layout
+    is the phase planes of a plane.
     """
-    kh, kw, sh, sw, ph, pw, dh, dw, ho, wo = geo
-    hq, wq = phase_plan(geo)
-    kk = kh * kw
-    c_all, h, w = x4.shape[1], x4.shape[2], x4.shape[3]
-    f_all = go4.shape[1]
+    kd, kh, kw, sd, sh, sw, _, _, _, dd, dh, dw, do, ho, wo = geo
+    dq, hq, wq = phase_plan(geo)
+    kk = kd * kh * kw
+    c_all, d, h, w = x5.shape[1], x5.shape[2], x5.shape[3], x5.shape[4]
+    f_all = go5.shape[1]
     cg, fg = group_channels, group_filters
     ckg = cg * kk
-    xs = x4.reshape(-1)
-    gs = go4.reshape(-1)
-    ws = w4.reshape(-1)
-    dxs = dx4.reshape(-1)
-    T = ho * wq
-    rows = max(1, band // wq)  # output rows per band: the band's planes stay in L1
+    xs = x5.reshape(-1)
+    gs = go5.reshape(-1)
+    ws = w5.reshape(-1)
+    dxs = dx5.reshape(-1)
     plane = hq * wq
-    nphase = sh * sw
+    vol = dq * plane
+    T = ((do - 1) * hq + ho) * wq
+    L = do * ho * wo
+    rows = max(1, band // wq)  # rows per band: the band's slices of the volumes stay in L1
+    nphase = sd * sh * sw
     goe = buf[: fg * T]
-    xq = buf[fg * T : fg * T + nphase * plane]
-    dxq = buf[fg * T + nphase * plane : fg * T + 2 * nphase * plane]
+    xq = buf[fg * T : fg * T + nphase * vol]
+    dxq = buf[fg * T + nphase * vol : fg * T + 2 * nphase * vol]
     zero = xs[0] * 0
     for g in range(g0, g1):
         for fl in range(fg):
             for q in range(ckg + 1):
                 parts[slot, g, fl, q] = zero
         for b in range(i0, i1):
-            # grad_out planes of the group's filters, rows extended to wq.
+            # grad_out volumes of the group's filters, laid out like a phase volume.
             for q in range(fg * T):
                 goe[_u(q)] = 0
             for fl in range(fg):
-                src = (b * f_all + g * fg + fl) * ho * wo
+                src = (b * f_all + g * fg + fl) * L
                 dst = fl * T
-                for oh in range(ho):
-                    for ow in range(wo):
-                        goe[_u(dst + oh * wq + ow)] = gs[_u(src + oh * wo + ow)]
+                for od in range(do):
+                    for oh in range(ho):
+                        row = dst + (od * hq + oh) * wq
+                        srow = src + (od * ho + oh) * wo
+                        for ow in range(wo):
+                            goe[_u(row + ow)] = gs[_u(srow + ow)]
                 sdb = zero
                 for t in range(T):
                     sdb += goe[_u(dst + t)]
                 parts[slot, g, fl, ckg] += sdb
             for cl in range(cg):
                 c = g * cg + cl
-                xoff = (b * c_all + c) * h * w
-                _to_phases(xs, xoff, h, w, xq, hq, wq, sh, sw, ph, pw)
-                for q in range(nphase * plane):
+                xoff = (b * c_all + c) * d * h * w
+                _to_phases(xs, xoff, d, h, w, xq, dq, hq, wq, geo)
+                for q in range(nphase * vol):
                     dxq[_u(q)] = 0
                 for t0 in range(0, T, rows * wq):
                     t1 = min(T, t0 + rows * wq)
                     for fl in range(fg):
                         f = g * fg + fl
                         gl = goe[fl * T + t0 : fl * T + t1]
-                        for i in range(kh):
-                            for j in range(kw):
-                                wv = ws[_u(((f * cg + cl) * kh + i) * kw + j)]
-                                off = (((i * dh) % sh) * sw + (j * dw) % sw) * plane + t0
-                                off += ((i * dh) // sh) * wq + (j * dw) // sw
-                                xt = xq[off : off + t1 - t0]
-                                dt = dxq[off : off + t1 - t0]
-                                s = zero
-                                for t in range(t1 - t0):
-                                    gv = gl[_u(t)]
-                                    dt[_u(t)] += wv * gv
-                                    s += gv * xt[_u(t)]
-                                parts[slot, g, fl, (cl * kh + i) * kw + j] += s
-                _from_phases(dxq, hq, wq, sh, sw, ph, pw, dxs, xoff, h, w)
-
-
-# ------------------------------------------------------------------------ parallel ops
-
-
-@nb.njit(**_PARALLEL)
-def im2col_parallel(x4, out3, geo):
-    """``im2col`` of a batch: ``x4`` (N, C, H, W) into ``out3`` (N, C*KH*KW, L).
-
-    Parallel over the ``(n, c)`` planes; each iteration writes only its own
-    rows.  The body calls the cached serial kernel, which keeps the compile
-    time of this (uncached) parallel kernel short.
-    """
-    n, c = x4.shape[0], x4.shape[1]
-    k = geo[0] * geo[1]
-    ds = out3.reshape(-1)
-    ldd = out3.shape[2]
-    zero = n - n  # a variable, not the literal 0: one specialization of the callee
-    for p in nb.prange(n * c):
-        b = p // c
-        ch = p - b * c
-        im2col_block(
-            x4, b, b + 1, ch, ch + 1, zero, zero, geo[8], ds, zero, c * k * ldd, ldd, geo, c, c * k
-        )
-
-
-@nb.njit(**_PARALLEL)
-def col2im_parallel(cols3, out4, geo):
-    """``col2im`` of a batch: ``cols3`` (N, C*KH*KW, L) into ``out4`` (N, C, H, W).
-
-    Parallel over the ``(n, c)`` image planes: each iteration owns the plane it
-    sums into, so there are no races and the summation order is fixed.
-    """
-    n, c = out4.shape[0], out4.shape[1]
-    cs = cols3.reshape(-1)
-    ldc = cols3.shape[2]
-    zero = n - n  # a variable, not the literal 0: one specialization of the callee
-    for p in nb.prange(n * c):
-        b = p // c
-        ch = p - b * c
-        col2im_block(cs, zero, cols3.shape[1] * ldc, ldc, out4, b, b + 1, ch, ch + 1, zero, geo)
+                        for a in range(kd):
+                            for i in range(kh):
+                                for j in range(kw):
+                                    tap = (a * kh + i) * kw + j
+                                    wv = ws[_u((f * cg + cl) * kk + tap)]
+                                    phase = (((a * dd) % sd) * sh + (i * dh) % sh) * sw
+                                    off = (phase + (j * dw) % sw) * vol + t0
+                                    off += ((a * dd) // sd) * plane + ((i * dh) // sh) * wq
+                                    off += (j * dw) // sw
+                                    xt = xq[off : off + t1 - t0]
+                                    dt = dxq[off : off + t1 - t0]
+                                    s = zero
+                                    for t in range(t1 - t0):
+                                        gv = gl[_u(t)]
+                                        dt[_u(t)] += wv * gv
+                                        s += gv * xt[_u(t)]
+                                    parts[slot, g, fl, cl * kk + tap] += s
+                _from_phases(dxq, dq, hq, wq, geo, dxs, xoff, d, h, w)

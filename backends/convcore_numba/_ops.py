@@ -1,6 +1,8 @@
 """The four ops of the ``numba`` backend: the drivers around the Numba kernels.
 
-Layout of a convolution call (2-D; 1-D runs as 2-D with a height of 1):
+Layout of a convolution call (3-D; 2-D runs as 3-D with a depth of 1, 1-D
+also with a height of 1: one set of compiled kernels serves every rank, see
+:mod:`._kernels`):
 
 * The call is cut into independent **work items** that run on
   ``numba.get_num_threads()`` threads (:mod:`._threads`).  Every item runs
@@ -8,25 +10,31 @@ Layout of a convolution call (2-D; 1-D runs as 2-D with a height of 1):
   about :data:`BLOCK_BYTES`, so the block an item builds is still in cache when
   its GEMM reads it, and no BLAS thread spins next to a Numba thread.
 * **Forward** items are ``(image range, band of output rows)``: several small
-  images or one band of a large one.  An item unfolds them into
-  ``(groups, C/g*KH*KW + 1, rows*Wo)`` blocks whose last row per group is
+  images or one band of a large one (an output row is a pair ``(od, oh)``, so
+  a band may span depth slices).  An item unfolds them into
+  ``(groups, C/g*KD*KH*KW + 1, rows*Wo)`` blocks whose last row per group is
   ones, and multiplies each by ``[W_g | b_g]`` (the bias rides in the GEMM);
   the GEMM writes straight into the output: no transpose, no bias pass.
-  Pointwise convolutions (1x1, stride 1, no padding) skip the unfolding;
+  Pointwise convolutions (1x1(x1), stride 1, no padding) skip the unfolding;
   groups of at most :data:`DIRECT_MAX_FILTERS_PER_GROUP` filters (depthwise)
   use a direct kernel.
 * **Backward** of groups of at most :data:`DIRECT_BACKWARD_MAX_FILTERS_PER_GROUP`
   filters (depthwise; pointwise layers only when their GEMMs are tiny too, see
   :func:`backward_path`) runs a direct kernel: items ``(image range, range of
-  groups)`` own their ``dx`` planes and write one ``[dw | db]`` partial per
+  groups)`` own their ``dx`` volumes and write one ``[dw | db]`` partial per
   (image range, group); no BLAS.
 * Other **backward** items are ``(image range, group, range of channels)``.  An item
   unfolds its images side by side (the last channel range adds the row of
   ones, so ``db`` comes out of the ``dw`` GEMM), computes its columns of the
   range's ``[dw | db]`` partial (``go @ cols.T``, summing over all the
   range's pixels), then reuses the block for ``dcols = W.T @ go`` and folds
-  it into its own channels of ``dx`` (col2im owns those planes).  The
+  it into its own channels of ``dx`` (col2im owns those volumes).  The
   partials are added to ``dw`` in range order.
+* **im2col / col2im** (the stand-alone ops) run the same serial kernels on
+  items ``(image range, channel range)``: each item writes its own rows of
+  the columns (im2col) or owns the channel volumes it sums into (col2im).
+  They take integer arrays too (data movement; col2im's sums wrap around on
+  overflow like NumPy's integer ``+``).
 * **Determinism.**  How a call is cut into bands, ranges and channel ranges
   depends only on the geometry and the dtype, never on the number of threads
   or on the workspace, every BLAS call is single-threaded, and partials are
@@ -67,7 +75,8 @@ BLOCK_BYTES = 1 << 20
 #: against no bands: float64 56x56 and 112x112 10-18% faster with 1024 elements,
 #: float32 at most 3% slower with 2048; 128 elements 1.1-1.6x slower.
 BAND_BYTES = 8192
-#: Below this many multiply-adds a call runs on the calling thread only.
+#: Below this many multiply-adds (element copies for im2col / col2im) a call runs
+#: on the calling thread only.
 _PARALLEL_MIN_MACS = 2_000_000
 #: Forward convolutions with at most this many filters per group use the direct
 #: kernel (depthwise and similar: the per-group GEMM would be a matrix-vector
@@ -93,27 +102,38 @@ DIRECT_BACKWARD_POINTWISE_MAX_WEIGHTS = 16
 
 
 def _geo(geom: ConvGeometry):
-    """``(kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)`` of a 1-D or 2-D geometry."""
-    if geom.nd == 2:
-        kh, kw = geom.kernel_size
-        sh, sw = geom.stride
-        dh, dw = geom.dilation
-        ho, wo = geom.output_size
-        return (kh, kw, sh, sw, geom.padding[0], geom.padding[2], dh, dw, ho, wo)
-    if geom.nd == 1:
-        (k,), (s,), (d,), (o,) = geom.kernel_size, geom.stride, geom.dilation, geom.output_size
-        return (1, k, 1, s, 0, geom.padding[0], 1, d, 1, o)
-    raise NotImplementedError(
-        f"the numba backend supports 1-D and 2-D convolutions, got {geom.nd} spatial axes"
-    )
+    """``(kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, do, ho, wo)`` of a 1-, 2- or 3-D geometry.
+
+    Missing leading axes get size 1, stride 1, no padding and dilation 1.
+    """
+    lift = 3 - geom.nd
+    if lift < 0:
+        raise NotImplementedError(
+            f"the numba backend supports 1-D, 2-D and 3-D convolutions, got {geom.nd} spatial axes"
+        )
+    one, zero = (1,) * lift, (0,) * lift
+    return (
+        *one, *geom.kernel_size,
+        *one, *geom.stride,
+        *zero, *geom.pad_before,
+        *one, *geom.dilation,
+        *one, *geom.output_size,
+    )  # fmt: skip
 
 
-def _as4d(a, geom: ConvGeometry):
-    """A C-contiguous ``(N, C, H, W)`` view or copy of ``a`` (``(N, C, W)`` in 1-D)."""
+def _as5d(a, geom: ConvGeometry):
+    """A C-contiguous ``(N, C, D, H, W)`` view or copy of ``a`` (``(N, C, *S)``)."""
     a = np.ascontiguousarray(a)
-    if geom.nd == 1:
-        a = a.reshape(a.shape[0], a.shape[1], 1, a.shape[2])
-    return a
+    return a.reshape(*a.shape[:2], *(1,) * (3 - geom.nd), *a.shape[2:])
+
+
+def _kernel_numel(geo) -> int:
+    return geo[0] * geo[1] * geo[2]
+
+
+def _out_rows(geo) -> int:
+    """Output rows ``(od, oh)`` of a geometry: ``Do * Ho``."""
+    return geo[12] * geo[13]
 
 
 def _workspace_bytes() -> int:
@@ -167,24 +187,43 @@ class _Buffers:
 
 
 def im2col(xp, x, geom: ConvGeometry):
-    """Unfold ``x`` (N, C, *S) into columns (N, C*prod(K), prod(O)); parallel over planes."""
+    """Unfold ``x`` (N, C, *S) into columns (N, C*prod(K), prod(O)); items of channels."""
     geo = _geo(geom)
-    x4 = _as4d(x, geom)
-    n, c = x4.shape[:2]
-    out = np.empty((n, c * geom.kernel_numel, geom.output_numel), x4.dtype)
-    K.im2col_parallel(x4, out, geo)
+    x5 = _as5d(x, geom)
+    n, c = x5.shape[:2]
+    k, L = geom.kernel_numel, geom.output_numel
+    out = np.empty((n, c * k, L), x5.dtype)
+    ds = out.reshape(-1)
+    rows = _out_rows(geo)
+    images, chans = _split_batch(n, c, c * k * L * x5.itemsize)
+
+    def item(worker, idx):
+        (i0, i1), (c0, c1) = images[idx // len(chans)], chans[idx % len(chans)]
+        K.im2col_block(x5, i0, i1, c0, c1, 0, 0, rows, ds, 0, c * k * L, L, geo, c, c * k)
+
+    items = len(images) * len(chans)
+    run_items(item, items, _workers(float(out.size), items, 0))
     return out
 
 
 def col2im(xp, cols, geom: ConvGeometry):
-    """Fold columns back to ``(N, C, *input_size)``, summing overlaps; parallel over planes."""
+    """Fold columns back to ``(N, C, *input_size)``, summing overlaps; items own channels."""
     geo = _geo(geom)
     cols = np.ascontiguousarray(cols)
     n = cols.shape[0]
-    c = cols.shape[1] // geom.kernel_numel
-    h, w = (1, geom.input_size[0]) if geom.nd == 1 else geom.input_size
-    out = np.empty((n, c, h, w), cols.dtype)
-    K.col2im_parallel(cols, out, geo)
+    k, L = geom.kernel_numel, geom.output_numel
+    c = cols.shape[1] // k
+    size = (1,) * (3 - geom.nd) + tuple(geom.input_size)
+    out = np.empty((n, c, *size), cols.dtype)
+    cs = cols.reshape(-1)
+    images, chans = _split_batch(n, c, c * k * L * cols.itemsize)
+
+    def item(worker, idx):
+        (i0, i1), (c0, c1) = images[idx // len(chans)], chans[idx % len(chans)]
+        K.col2im_block(cs, 0, c * k * L, L, out, i0, i1, c0, c1, 0, geo)
+
+    items = len(images) * len(chans)
+    run_items(item, items, _workers(float(cols.size), items, 0))
     return out.reshape((n, c, *geom.input_size))
 
 
@@ -194,34 +233,34 @@ def col2im(xp, cols, geom: ConvGeometry):
 def conv(xp, x, weight, bias, geom: ConvGeometry, groups: int):
     """Grouped cross-correlation ``(N, C, *S) -> (N, F, *O)`` by im2col + GEMM."""
     geo = _geo(geom)
-    x4 = _as4d(x, geom)
-    w4 = _as4d(weight, geom)
+    x5 = _as5d(x, geom)
+    w5 = _as5d(weight, geom)
     if bias is not None:
         bias = np.ascontiguousarray(bias)
-    n = x4.shape[0]
-    f = w4.shape[0]
-    out = np.empty((n, f, geo[8], geo[9]), x4.dtype)
+    n = x5.shape[0]
+    f = w5.shape[0]
+    out = np.empty((n, f, *geo[12:]), x5.dtype)
     with blas_single_threaded() as single:
         if f // groups <= DIRECT_MAX_FILTERS_PER_GROUP:
-            _forward_direct(x4, w4, bias, out, geo, groups)
+            _forward_direct(x5, w5, bias, out, geo, groups)
         elif geom.is_pointwise:
-            _forward_pointwise(x4, w4, bias, out, groups, single)
+            _forward_pointwise(x5, w5, bias, out, groups, single)
         else:
-            _forward_im2col(x4, w4, bias, out, geo, groups, single)
+            _forward_im2col(x5, w5, bias, out, geo, groups, single)
     return out.reshape((n, f, *geom.output_size))
 
 
-def _forward_direct(x4, w4, bias, out, geo, groups):
+def _forward_direct(x5, w5, bias, out, geo, groups):
     """Thin groups: the direct kernel, items of whole images (no BLAS involved)."""
-    n, c = x4.shape[:2]
-    f = w4.shape[0]
-    b = bias if bias is not None else np.zeros(f, x4.dtype)
-    per_image = f * geo[8] * geo[9] * w4[0].size
+    n, c = x5.shape[:2]
+    f = w5.shape[0]
+    b = bias if bias is not None else np.zeros(f, x5.dtype)
+    per_image = f * _out_rows(geo) * geo[14] * w5[0].size
     images = _pieces(n, max(1, (1 << 20) // max(1, per_image)))
 
     def item(worker, idx):
         i0, i1 = images[idx]
-        K.conv_direct_block(x4, w4, b, out, i0, i1, 0, f, geo, c // groups, f // groups)
+        K.conv_direct_block(x5, w5, b, out, i0, i1, 0, f, geo, c // groups, f // groups)
 
     run_items(item, len(images), _workers(float(n) * per_image, len(images), 0))
 
@@ -238,16 +277,16 @@ def _split_batch(n: int, size: int, per_image: int):
     return _pieces(n, 1), _pieces(size, BLOCK_BYTES // per_unit)
 
 
-def _forward_pointwise(x4, w4, bias, out, groups, single):
+def _forward_pointwise(x5, w5, bias, out, groups, single):
     """``y_n = W_g @ x_n`` per group and image (batched matmul); no column buffer."""
-    n, c = x4.shape[:2]
-    f = w4.shape[0]
+    n, c = x5.shape[:2]
+    f = w5.shape[0]
     cg, fg = c // groups, f // groups
-    L = x4.shape[2] * x4.shape[3]
-    x3 = x4.reshape(n, c, L)
+    L = x5[0, 0].size
+    x3 = x5.reshape(n, c, L)
     y3 = out.reshape(n, f, L)
-    w3 = w4.reshape(groups, fg, cg)
-    images, bands = _split_batch(n, L, c * L * x4.itemsize)
+    w3 = w5.reshape(groups, fg, cg)
+    images, bands = _split_batch(n, L, c * L * x5.itemsize)
 
     def item(worker, idx):
         (i0, i1), (l0, l1) = images[idx // len(bands)], bands[idx % len(bands)]
@@ -265,21 +304,21 @@ def _forward_pointwise(x4, w4, bias, out, groups, single):
     run_items(item, items, workers)
 
 
-def _forward_im2col(x4, w4, bias, out, geo, groups, single):
-    n, c = x4.shape[:2]
-    f = w4.shape[0]
+def _forward_im2col(x5, w5, bias, out, geo, groups, single):
+    n, c = x5.shape[:2]
+    f = w5.shape[0]
     cg, fg = c // groups, f // groups
-    ckg = cg * geo[0] * geo[1]
-    ho, wo = geo[8], geo[9]
+    ckg = cg * _kernel_numel(geo)
+    ho, wo = _out_rows(geo), geo[14]  # output rows (od, oh) of wo columns
     L = ho * wo
     extra = 1 if bias is not None else 0
     rows_g = ckg + extra
     # [W_g | b_g]: the bias multiplies the row of ones at the end of each group block.
-    wb = np.empty((groups, fg, rows_g), x4.dtype)
-    wb[:, :, :ckg] = w4.reshape(groups, fg, ckg)
+    wb = np.empty((groups, fg, rows_g), x5.dtype)
+    wb[:, :, :ckg] = w5.reshape(groups, fg, ckg)
     if extra:
         wb[:, :, ckg] = bias.reshape(groups, fg)
-    images, bands = _split_batch(n, ho, groups * rows_g * L * x4.itemsize)
+    images, bands = _split_batch(n, ho, groups * rows_g * L * x5.itemsize)
     nb_max = max(b - a for a, b in images)
     rows_max = max(b - a for a, b in bands)
     y3 = out.reshape(n, f, L)
@@ -292,14 +331,14 @@ def _forward_im2col(x4, w4, bias, out, geo, groups, single):
         if extra:
             cols[:, :, ckg, :] = 1
         istride = groups * rows_g * lb  # the images one after the other
-        K.im2col_block(x4, i0, i1, 0, c, 0, r0, r1, buf, i0, istride, lb, geo, cg, rows_g)
+        K.im2col_block(x5, i0, i1, 0, c, 0, r0, r1, buf, i0, istride, lb, geo, cg, rows_g)
         for g in range(groups):
             np.matmul(wb[g], cols[:, g], out=y3[i0:i1, g * fg : (g + 1) * fg, r0 * wo : r1 * wo])
 
     items = len(images) * len(bands)
     size = nb_max * groups * rows_g * rows_max * wo
-    workers = _workers(float(n) * f * ckg * L, items, size * x4.itemsize) if single else 1
-    buffers = _Buffers(workers, size, x4.dtype)
+    workers = _workers(float(n) * f * ckg * L, items, size * x5.itemsize) if single else 1
+    buffers = _Buffers(workers, size, x5.dtype)
     run_items(item, items, workers)
 
 
@@ -309,29 +348,30 @@ def _forward_im2col(x4, w4, bias, out, geo, groups, single):
 def conv_backward(xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
     """``(dx, dw, db)`` of :func:`conv`; bitwise reproducible for any thread count."""
     geo = _geo(geom)
-    x4 = _as4d(x, geom)
-    w4 = _as4d(weight, geom)
-    n, c, h, w = x4.shape
-    f = w4.shape[0]
+    x5 = _as5d(x, geom)
+    w5 = _as5d(weight, geom)
+    n, c = x5.shape[:2]
+    f = w5.shape[0]
     if backward_path(f // groups, c // groups, geom.is_pointwise) == "direct":
-        go4 = np.ascontiguousarray(grad_out).reshape(n, f, geo[8], geo[9])
-        out = _backward_direct(go4, x4, w4, geo, groups)
+        go5 = np.ascontiguousarray(grad_out).reshape(n, f, *geo[12:])
+        out = _backward_direct(go5, x5, w5, geo, groups)
         if out is not None:
             dx, dw, db = out
             return dx.reshape(x.shape), dw.reshape(weight.shape), db
         # Non-finite values: im2col + GEMM below gives the exact NaN/inf pattern.
-    dtype = x4.dtype
+    dtype = x5.dtype
     cg, fg = c // groups, f // groups
-    kk = geo[0] * geo[1]
+    kk = _kernel_numel(geo)
     ckg = cg * kk
-    L = geo[8] * geo[9]
+    out_rows = _out_rows(geo)
+    L = out_rows * geo[14]
     go3 = np.ascontiguousarray(grad_out).reshape(n, f, L)
-    w3 = w4.reshape(groups, fg, ckg)
-    dx = np.empty((n, c, h, w), dtype)
+    w3 = w5.reshape(groups, fg, ckg)
+    dx = np.empty_like(x5)
     pointwise = geom.is_pointwise
-    x3 = x4.reshape(n, c, L) if pointwise else None
+    x3 = x5.reshape(n, c, L) if pointwise else None
     dx3 = dx.reshape(n, c, L) if pointwise else None
-    itemsize = x4.itemsize
+    itemsize = x5.itemsize
 
     # Items: (image range, group, channel range), each a column block of about
     # BLOCK_BYTES: several images side by side when one group's block is small
@@ -388,7 +428,7 @@ def conv_backward(xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
         buf = bufs[0]
         cols = buf[: (rows + last) * nb * L].reshape(rows + last, nb * L)
         K.im2col_block(
-            x4, i0, i1, cs + c0, cs + c1, cs + c0, 0, geo[8], buf, i0, L, nb * L, geo, nc, rows
+            x5, i0, i1, cs + c0, cs + c1, cs + c0, 0, out_rows, buf, i0, L, nb * L, geo, nc, rows
         )
         if last:
             cols[rows] = 1
@@ -430,7 +470,7 @@ def backward_path(group_filters: int, group_channels: int, pointwise: bool = Fal
     return "direct"
 
 
-def _backward_direct(go4, x4, w4, geo, groups):
+def _backward_direct(go5, x5, w5, geo, groups):
     """Thin groups: one direct kernel computes ``dx`` and the ``[dw | db]`` partials.
 
     Items are ``(image range, range of groups)``; an item owns the ``dx``
@@ -443,18 +483,18 @@ def _backward_direct(go4, x4, w4, geo, groups):
     extended lanes (zeros times input) may have turned an ``inf`` that no tap
     reaches into NaN, so the caller recomputes such a call with im2col + GEMM.
     """
-    if not np.isfinite(w4).all():
+    if not np.isfinite(w5).all():
         return None
-    n, c, h, w = x4.shape
-    f = w4.shape[0]
-    dtype = x4.dtype
-    itemsize = x4.itemsize
+    n, c = x5.shape[:2]
+    f = w5.shape[0]
+    dtype = x5.dtype
+    itemsize = x5.itemsize
     cg, fg = c // groups, f // groups
-    kk = geo[0] * geo[1]
+    kk = _kernel_numel(geo)
     ckg = cg * kk
-    L = geo[8] * geo[9]
-    # Bytes an item reads and writes: x, dx and grad_out of its planes.
-    per_group = (2 * cg * h * w + fg * L) * itemsize
+    L = _out_rows(geo) * geo[14]
+    # Bytes an item reads and writes: x, dx and grad_out of its volumes.
+    per_group = (2 * cg * x5[0, 0].size + fg * L) * itemsize
     images, group_ranges = _split_batch(n, groups, groups * per_group)
     per_image = len(group_ranges)
     part = f * (ckg + 1)
@@ -462,9 +502,11 @@ def _backward_direct(go4, x4, w4, geo, groups):
     rounds = [list(range(a, b)) for a, b in _pieces(len(images), cap)]
     parts = np.empty((max(len(r) for r in rounds), groups, fg, ckg + 1), dtype)
     acc = np.zeros(part, dtype)
-    dx = np.empty_like(x4)
-    hq, wq = K.phase_plan.py_func(geo)
-    scratch = fg * geo[8] * wq + 2 * geo[2] * geo[3] * hq * wq
+    dx = np.empty_like(x5)
+    dq, hq, wq = K.phase_plan.py_func(geo)
+    # Extended grad_out of the group's filters, then the phase volumes of x and dx.
+    ext = ((geo[12] - 1) * hq + geo[13]) * wq
+    scratch = fg * ext + 2 * geo[3] * geo[4] * geo[5] * dq * hq * wq
     band = BAND_BYTES // itemsize
 
     def item(worker, idx, first):
@@ -472,7 +514,7 @@ def _backward_direct(go4, x4, w4, geo, groups):
         (i0, i1), (g0, g1) = images[r], group_ranges[idx % per_image]
         buf = buffers.get(worker)
         K.conv_direct_backward_block(
-            go4, x4, w4, dx, parts, r - first, i0, i1, g0, g1, geo, cg, fg, band, buf
+            go5, x5, w5, dx, parts, r - first, i0, i1, g0, g1, geo, cg, fg, band, buf
         )
 
     items = len(images) * per_image

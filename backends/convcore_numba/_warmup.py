@@ -6,9 +6,16 @@ import time
 
 __all__ = ["warmup"]
 
+_FLOATS = ("float32", "float64")
+
 
 def _exercise(dtype) -> None:
-    """Run every driver path once on tiny arrays of ``dtype``."""
+    """Run every driver path once on tiny arrays of ``dtype``.
+
+    One compiled kernel per dtype serves 1-, 2- and 3-D calls (2-D runs as 3-D
+    with a depth of 1), so the 3-D calls at the end compile nothing new; they
+    check that.
+    """
     import numpy as np
 
     from convcore.geometry import conv_geometry
@@ -32,6 +39,26 @@ def _exercise(dtype) -> None:
     _ops.conv_backward(None, yd, x, wd, geom, 2)  # direct backward
     cols = _ops.im2col(None, x, geom)
     _ops.col2im(None, cols, geom)
+    x3 = rng.standard_normal((2, 2, 3, 4, 5)).astype(dtype)
+    geom3 = conv_geometry((3, 4, 5), (2, 2, 2), padding=1)
+    for f, groups in ((8, 1), (2, 2)):  # im2col + GEMM, then the direct kernels
+        w3 = rng.standard_normal((f, 2 // groups, 2, 2, 2)).astype(dtype)
+        y3 = _ops.conv(None, x3, w3, None, geom3, groups)
+        _ops.conv_backward(None, y3, x3, w3, geom3, groups)
+    _ops.col2im(None, _ops.im2col(None, x3, geom3), geom3)
+
+
+def _exercise_data_movement(dtype) -> None:
+    """im2col and col2im of ``dtype`` (any dtype: these only move and add data)."""
+    import numpy as np
+
+    from convcore.geometry import conv_geometry
+
+    from . import _ops
+
+    x = np.arange(2 * 2 * 5 * 5).astype(dtype).reshape(2, 2, 5, 5)
+    geom = conv_geometry((5, 5), (2, 2), padding=1)
+    _ops.col2im(None, _ops.im2col(None, x, geom), geom)
 
 
 def _kernels():
@@ -40,13 +67,18 @@ def _kernels():
     return [getattr(_kernels, name) for name in _kernels.__all__]
 
 
-def warmup(dtypes=("float32", "float64")) -> dict[str, float]:
+def warmup(dtypes=_FLOATS) -> dict[str, float]:
     """Compile (or load from Numba's on-disk cache) the kernels for ``dtypes``.
 
-    Returns the seconds spent per step: ``"import"``, then one entry per dtype,
-    and the counts ``"cache_hits"`` / ``"compiled"`` of the cached kernels.
+    ``float32`` and ``float64`` compile every kernel; an integer dtype (see
+    ``convcore_numba.INTEGERS``) compiles the two kernels that ``im2col`` and
+    ``col2im`` use.  Returns the seconds spent per step: ``"import"``, then one
+    entry per dtype, and the counts ``"cache_hits"`` / ``"compiled"`` of the
+    cached kernels.
     """
     import numpy as np
+
+    from . import INTEGERS
 
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -54,10 +86,15 @@ def warmup(dtypes=("float32", "float64")) -> dict[str, float]:
     times["import"] = time.perf_counter() - start
     for name in dtypes:
         dtype = np.dtype(name)
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtypes must be float32 or float64, got {name!r}")
+        if dtype.name not in _FLOATS + INTEGERS:
+            raise ValueError(
+                f"dtypes must be float32, float64 or one of {', '.join(INTEGERS)}, got {name!r}"
+            )
         start = time.perf_counter()
-        _exercise(dtype)
+        if dtype.name in _FLOATS:
+            _exercise(dtype)
+        else:
+            _exercise_data_movement(dtype)
         times[dtype.name] = time.perf_counter() - start
     hits = misses = 0
     for kernel in kernels:
