@@ -101,21 +101,10 @@ def _load():
 @hookimpl
 def convcore_register_backends(register):
     """Register the portable ``array_api`` backend (lowest priority, any namespace)."""
-    from ._registry import ALL_OPS, BackendSpec
+    from ._registry import ALL_OPS, INTEGER_DTYPES, BackendSpec
 
     # im2col and col2im only move (and add) data, so they take integer arrays too.
-    movable = {
-        "float32",
-        "float64",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-    }
+    movable = {"float32", "float64", *INTEGER_DTYPES}
 
     register(
         BackendSpec(

@@ -24,6 +24,7 @@ from .errors import BackendUnavailableError, UnknownBackendError
 
 __all__ = [
     "ALL_OPS",
+    "INTEGER_DTYPES",
     "BackendInfo",
     "BackendSpec",
     "available_backends",
@@ -34,6 +35,10 @@ __all__ = [
 
 #: The operations a backend may implement (see the kernel interface in the docs).
 ALL_OPS = frozenset({"im2col", "col2im", "conv", "conv_backward"})
+
+#: The integer dtype names: what backends whose im2col/col2im only move data
+#: declare for those ops in ``BackendSpec.op_dtypes``.
+INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 _DTYPE_NAMES = (
     "float16",
@@ -335,9 +340,7 @@ class BackendRegistry:
                 self._kernels[name] = dict(self.spec(name).load())
             return self._kernels[name]
 
-    def capability_problem(
-        self, name: str, op: str, xp_name: str, device: str, dtype: str | None
-    ):
+    def capability_problem(self, name: str, op: str, xp_name: str, device: str, dtype: str | None):
         """None when ``name`` declares support for this input, else the reason.
 
         ``dtype=None`` skips the dtype check (the core checks dtypes itself,

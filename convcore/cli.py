@@ -351,8 +351,7 @@ def _layer_keys(value: str) -> list[str]:
     unknown = [k for k in keys if k not in LAYERS]
     if unknown or not keys:
         raise click.BadParameter(
-            f"unknown layer(s) {''.join(unknown) or value!r}; the layers are "
-            f"{''.join(LAYERS)}",
+            f"unknown layer(s) {''.join(unknown) or value!r}; the layers are {''.join(LAYERS)}",
             param_hint="--layers",
         )
     return keys

@@ -29,8 +29,8 @@ from typing import Any
 
 import array_api_compat
 
-from ._api import col2im, im2col
-from ._registry import dtype_name, namespace_name
+from ._api import _check_floating, _namespace, col2im, im2col
+from ._registry import dtype_name
 from .geometry import normalize_padding, normalize_tuple
 
 __all__ = [
@@ -225,25 +225,6 @@ def pool_output_size(
 # ---------------------------------------------------------------------------
 # array checks
 # ---------------------------------------------------------------------------
-def _namespace(**arrays) -> ArrayNamespace:
-    spaces = {}
-    for name, arr in arrays.items():
-        if not array_api_compat.is_array_api_obj(arr):
-            raise TypeError(
-                f"{name} must be an array (NumPy, CuPy, PyTorch, Dask or another array-API "
-                f"library), got {type(arr).__name__}"
-            )
-        spaces[name] = array_api_compat.array_namespace(arr)
-    first, xp = next(iter(spaces.items()))
-    for name, other in spaces.items():
-        if other is not xp:
-            raise TypeError(
-                f"{name} is a {namespace_name(other)} array but {first} is a "
-                f"{namespace_name(xp)} array; convert them to one array library first"
-            )
-    return xp
-
-
 def _check_input(xp, x, func: str) -> None:
     if x.ndim != 4:
         raise ValueError(f"{func}: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
@@ -253,13 +234,6 @@ def _check_input(xp, x, func: str) -> None:
             f"{tuple(x.shape)}"
         )
     _check_floating(xp, "x", x, func)
-
-
-def _check_floating(xp, name: str, arr, func: str) -> None:
-    if not xp.isdtype(arr.dtype, "real floating"):
-        raise TypeError(
-            f"{func} needs a real floating-point {name}, got dtype {dtype_name(xp, arr.dtype)}"
-        )
 
 
 def _check_grad_out(xp, grad_out, expected, func: str, ref=None) -> None:

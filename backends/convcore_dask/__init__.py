@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from convcore._registry import INTEGER_DTYPES
 from convcore.hookspecs import hookimpl
 
 __all__ = ["convcore_register_backends"]
@@ -55,7 +56,7 @@ def _check_available() -> str | None:
 #: by the core, or natively on CuPy); im2col and col2im only move (and add)
 #: data, so they take integers as well (the numpy backend's declaration).
 _FLOATS = ("float16", "float32", "float64")
-_INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+_INTEGERS = INTEGER_DTYPES
 
 
 @hookimpl

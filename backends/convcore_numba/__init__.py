@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from convcore._registry import INTEGER_DTYPES
 from convcore.hookspecs import hookimpl
 
 __all__ = ["INTEGERS", "convcore_register_backends", "warmup"]
@@ -22,7 +23,7 @@ _MIN_NUMBA = (0, 59)
 #: im2col and col2im only move (and add) data, so they take integer arrays too.
 #: Their kernels compile per dtype on first use (``convcore warmup`` prepares the
 #: floats; ``warmup(dtypes=("int32",))`` prepares an integer type) and are cached.
-INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+INTEGERS = INTEGER_DTYPES
 
 
 def _load():

@@ -7,6 +7,7 @@ are imported by ``load`` on first use.
 
 from __future__ import annotations
 
+from convcore._registry import INTEGER_DTYPES
 from convcore.hookspecs import hookimpl
 
 __all__ = ["convcore_register_backends"]
@@ -33,7 +34,7 @@ def _version() -> str | None:
 
 
 #: im2col and col2im only move (and add) data, so they take integer arrays too.
-_INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+_INTEGERS = INTEGER_DTYPES
 
 
 @hookimpl
