@@ -706,6 +706,64 @@ def test_run_items_uses_the_threads_it_is_given():
     assert len({ident for _, ident in seen.values()}) == 2
 
 
+def _affinity_checks():
+    if not hasattr(os, "sched_setaffinity") or _threads._caller_cpu() is None:
+        pytest.skip("no sched_setaffinity / sched_getcpu on this platform")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the test process may use one CPU only")
+
+
+def _affinities_during_run_items():
+    """Per worker: (its CPU set, the CPU it ran on) while both run at the same time."""
+    barrier = threading.Barrier(2, timeout=30)
+    seen = {}
+
+    def func(worker, item):
+        seen[worker] = (frozenset(os.sched_getaffinity(0)), _threads._caller_cpu())
+        barrier.wait()
+
+    _threads.run_items(func, 2, 2)
+    return seen
+
+
+def test_pool_threads_keep_off_the_callers_cpu_and_the_caller_is_restored(monkeypatch):
+    """During a call the caller stays on its CPU and the pool thread runs elsewhere."""
+    _affinity_checks()
+    monkeypatch.delenv("CONVCORE_NUMBA_AFFINITY", raising=False)
+    before = os.sched_getaffinity(0)
+    seen = _affinities_during_run_items()
+    (caller_set, caller_cpu), (pool_set, pool_cpu) = seen[0], seen[1]
+    assert caller_set == {caller_cpu}
+    assert caller_cpu not in pool_set and pool_set == before - {caller_cpu}
+    assert pool_cpu != caller_cpu
+    assert os.sched_getaffinity(0) == before  # the caller's own set is given back
+
+
+def test_affinity_can_be_turned_off(monkeypatch):
+    """``CONVCORE_NUMBA_AFFINITY=0`` leaves every thread on all the caller's CPUs."""
+    _affinity_checks()
+    before = frozenset(os.sched_getaffinity(0))
+    monkeypatch.delenv("CONVCORE_NUMBA_AFFINITY", raising=False)
+    _affinities_during_run_items()  # restricts the pool thread first
+    monkeypatch.setenv("CONVCORE_NUMBA_AFFINITY", "0")
+    seen = _affinities_during_run_items()
+    assert seen[0][0] == before and seen[1][0] == before
+    assert os.sched_getaffinity(0) == before
+
+
+def test_caller_affinity_is_restored_when_an_item_fails(monkeypatch):
+    _affinity_checks()
+    monkeypatch.delenv("CONVCORE_NUMBA_AFFINITY", raising=False)
+    before = os.sched_getaffinity(0)
+
+    def func(worker, item):
+        raise RuntimeError(f"item {item} failed")
+
+    with pytest.raises(RuntimeError, match="failed"):
+        _threads.run_items(func, 4, 2)
+    assert os.sched_getaffinity(0) == before
+
+
 def test_blas_is_single_threaded_inside_a_call(force_parallel, two_threads, monkeypatch):
     """numpy's BLAS runs one thread per worker during a call and is restored after it."""
     libs = _threads._blas_controller().lib_controllers

@@ -12,12 +12,27 @@ slows a Numba kernel down (see PERF_NOTES).
 
 Which thread runs an item never changes what the item computes, so results
 are bitwise identical for any number of threads.
+
+**Keeping the pool off the caller's core** (Linux).  After an idle pause the
+kernel sometimes wakes a pool thread on the CPU the calling thread is running
+on; the two then take turns on one core until the load balancer moves one of
+them, a scheduler tick (4 ms here) later, while the other core idles.  Two
+Python threads running independent single-threaded GEMMs after a 50 ms pause
+(``benchmarks/bench_affinity.py``) took a median of 10.1 ms per round instead
+of 5.6 ms, with 57 of 320 products stalled by about 4 ms.  So before it hands
+out items, :func:`run_items` restricts the pool threads to the CPUs the caller
+may use *minus the one it is running on* (``sched_getcpu``; one
+``sched_setaffinity`` per pool thread, only when that set changed).  The
+calling thread's own affinity is never touched, nor are the pool threads
+pinned to single CPUs when there are more; ``CONVCORE_NUMBA_AFFINITY=0``
+turns this off.  Elsewhere (no ``sched_setaffinity``) nothing changes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +43,8 @@ __all__ = ["blas_single_threaded", "num_threads", "run_items"]
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
+#: Native thread ids of the current pool's threads -> the CPU set last given to each.
+_pool_tids: dict[int, frozenset | None] = {}
 _controller = None
 _controller_lock = threading.Lock()
 
@@ -37,16 +54,139 @@ def num_threads() -> int:
     return max(1, int(numba.get_num_threads()))
 
 
+def _register_pool_thread(tids: dict) -> None:
+    """Pool thread initializer: make the thread's native id known to the caller."""
+    tids[threading.get_native_id()] = None
+
+
 def _executor(workers: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_tids
     with _pool_lock:
         if _pool is None or _pool_size < workers:
             old = _pool
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convcore-numba")
+            _pool_tids = {}
+            _pool = ThreadPoolExecutor(
+                max_workers=workers,
+                thread_name_prefix="convcore-numba",
+                initializer=_register_pool_thread,
+                initargs=(_pool_tids,),
+            )
             _pool_size = workers
             if old is not None:
                 old.shutdown(wait=False)
+            # Start every thread now, from the caller as it is (a thread inherits
+            # the CPU set of the thread that starts it), so that all of them are
+            # known to _give_pool before the first call hands out items.
+            started = threading.Barrier(workers + 1)
+            waits = [_pool.submit(started.wait) for _ in range(workers)]
+            started.wait()
+            for fut in waits:
+                fut.result()
         return _pool
+
+
+def _sched_getcpu():
+    """``sched_getcpu`` of the C library (the CPU the calling thread runs on), or None."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        import ctypes
+
+        func = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    func.restype = ctypes.c_int
+    func.argtypes = []
+    return func
+
+
+_getcpu = None
+_getcpu_loaded = False
+
+
+def _caller_cpu() -> int | None:
+    global _getcpu, _getcpu_loaded
+    if not _getcpu_loaded:
+        _getcpu, _getcpu_loaded = _sched_getcpu(), True
+    if _getcpu is None:
+        return None
+    cpu = _getcpu()
+    return cpu if cpu >= 0 else None
+
+
+def _split_cpus():
+    """``(caller's CPU, its allowed CPUs, the others)`` for a call, or None (leave alone).
+
+    None when ``CONVCORE_NUMBA_AFFINITY=0``, off Linux, or when the caller may
+    run on one CPU only.
+    """
+    if os.environ.get("CONVCORE_NUMBA_AFFINITY", "").strip() == "0":
+        return None
+    cpu = _caller_cpu()
+    if cpu is None:
+        return None
+    try:
+        allowed = os.sched_getaffinity(0)
+    except OSError:
+        return None
+    others = frozenset(allowed - {cpu})
+    if not others or cpu not in allowed:
+        return None
+    return cpu, allowed, others
+
+
+def _give_pool(cpus: frozenset) -> None:
+    """Give the pool threads the CPU set ``cpus`` (only where it changed); errors ignored."""
+    for tid, current in list(_pool_tids.items()):
+        if current != cpus:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:  # the thread has gone, or the set is not allowed any more
+                continue
+            _pool_tids[tid] = cpus
+
+
+def _release_pool() -> None:
+    """Give pool threads restricted by an earlier call the caller's CPUs back."""
+    if not any(current is not None for current in _pool_tids.values()):
+        return
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (OSError, AttributeError):
+        return
+    for tid, current in list(_pool_tids.items()):
+        if current is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, allowed)
+            _pool_tids[tid] = None
+
+
+@contextlib.contextmanager
+def _cores_apart():
+    """For the block: the caller stays on its CPU, the pool threads keep off it.
+
+    The caller's affinity is restored on exit.  Does nothing when
+    :func:`_split_cpus` says to leave the threads alone.
+    """
+    split = _split_cpus()
+    if split is None:
+        _release_pool()
+        yield
+        return
+    cpu, allowed, others = split
+    _give_pool(others)
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            os.sched_setaffinity(0, allowed)
+        except OSError:
+            pass
 
 
 def run_items(func, count: int, threads: int) -> None:
@@ -76,17 +216,18 @@ def run_items(func, count: int, threads: int) -> None:
                 raise
 
     pool = _executor(threads - 1)
-    futures = [pool.submit(work, w) for w in range(1, threads)]
     error = None
-    try:
-        work(0)
-    except BaseException as exc:  # re-raised after the other workers stopped
-        error = exc
-    for fut in futures:
+    with _cores_apart():
+        futures = [pool.submit(work, w) for w in range(1, threads)]
         try:
-            fut.result()
-        except BaseException as exc:
-            error = error or exc
+            work(0)
+        except BaseException as exc:  # re-raised after the other workers stopped
+            error = exc
+        for fut in futures:
+            try:
+                fut.result()
+            except BaseException as exc:
+                error = error or exc
     if error is not None:
         raise error
 
