@@ -95,8 +95,8 @@ def backend(layers: str, dtypes: str, repeat: int, pause: float) -> None:
             x, w, b, g = layer.arrays(dtype)
             kw = {"stride": layer.stride, "padding": layer.pad, "backend": "numba"}
             for direction, func in (
-                ("fwd", lambda: convcore.conv2d(x, w, b, **kw)),
-                ("bwd", lambda: convcore.conv2d_backward(g, x, w, **kw)),
+                ("fwd", lambda x=x, w=w, b=b, kw=kw: convcore.conv2d(x, w, b, **kw)),
+                ("bwd", lambda g=g, x=x, w=w, kw=kw: convcore.conv2d_backward(g, x, w, **kw)),
             ):
                 func()
                 times = {"0": [], "1": []}
