@@ -693,6 +693,21 @@ def test_set_num_threads_is_respected(force_parallel, two_threads, item_threads)
     assert all(seen == {threading.get_ident()} for _, _, seen in item_threads)
 
 
+@pytest.mark.parametrize("cuts", [(0, 9000), (0, 1, 4095, 4096, 4097, 9000), (0, 5000, 9000)])
+def test_accumulate_adds_the_parts_in_order_whatever_the_ranges(dtype, cuts):
+    """``accumulate`` gives each element ``((dst + p0) + p1) + ...``, bit for bit."""
+    rng = np.random.default_rng(7)
+    parts = (rng.standard_normal((5, 9000)) * 10.0 ** rng.integers(-6, 6, (5, 9000))).astype(dtype)
+    start = rng.standard_normal(9000).astype(dtype)
+    want = start.copy()
+    for p in parts:
+        want = want + p
+    got = start.copy()
+    for a, b in zip(cuts, cuts[1:]):
+        _ops.K.accumulate(got, parts, a, b)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_run_items_uses_the_threads_it_is_given():
     barrier = threading.Barrier(2, timeout=30)  # both items must run at the same time
     seen = {}
