@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -703,7 +704,7 @@ def test_accumulate_adds_the_parts_in_order_whatever_the_ranges(dtype, cuts):
     for p in parts:
         want = want + p
     got = start.copy()
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         _ops.K.accumulate(got, parts, a, b)
     np.testing.assert_array_equal(got, want)
 
