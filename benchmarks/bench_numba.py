@@ -1,17 +1,28 @@
 """The numba backend against the numpy backend and PyTorch, side by side in one process.
 
 For every layer (``_common.LAYERS``), dtype and direction the implementations
-run interleaved (numba, numpy, torch, numba, numpy, torch, ...) with a pause
-before every call so that spinning BLAS / OpenMP threads of the previous
-library have gone to sleep (PERF_NOTES).  A timing during which another
-process used more than ``--max-other`` cores (read from ``/proc/stat``) is
-thrown away and taken again, because these machines are shared.
+run interleaved (numba, numpy, torch, numba, numpy, torch, ...), in two
+regimes (``--regimes``):
 
-Reported per implementation: median time, GFLOP/s, the fraction of the GEMM
-peak measured in this run (1024^3 NumPy matmul), the median of the per-pair
-ratios to torch (the goal is a ratio, so it is taken from pairs of runs made
-seconds apart), and the peak extra memory of one call (``tracemalloc``; NumPy
-and Numba allocations are traced, torch's are not).
+* ``cold``: one call after an idle pause (``--pause``), so that the previous
+  library's spinning BLAS / OpenMP threads have gone to sleep (PERF_NOTES): the
+  first call of a script, or a layer called now and then.  Every library pays
+  for waking its threads, and the kernel sometimes wakes two of them on one
+  core (up to a 4 ms tick; torch's times are bimodal here).
+* ``warm``: after the same pause, ``--burst`` back-to-back calls of one
+  implementation, the median of the last ``--burst - 3``: the steady state of
+  a loop that calls the same layer again and again (threads awake, operands
+  in cache).
+
+A timing during which another process used more than ``--max-other`` cores
+(read from ``/proc/stat``) is thrown away and taken again, because these
+machines are shared.
+
+Reported per implementation and regime: median time, GFLOP/s, the fraction of
+the GEMM peak measured in this run (1024^3 NumPy matmul), the median of the
+per-pair ratios to torch (the goal is a ratio, so it is taken from pairs of
+runs made seconds apart), and the peak extra memory of one call
+(``tracemalloc``; NumPy and Numba allocations are traced, torch's are not).
 
 Forward is ``torch.nn.functional.conv2d`` against ``convcore.conv2d``; backward
 is ``torch.ops.aten.convolution_backward`` (dx, dw, db) against
@@ -20,7 +31,8 @@ is ``torch.ops.aten.convolution_backward`` (dx, dw, db) against
 Usage::
 
     python benchmarks/bench_numba.py [--layers ABCDEF] [--dtypes float32,float64]
-        [--threads 2] [--repeat 7] [--markdown FILE] [--json FILE]
+        [--regimes cold,warm] [--threads 2] [--repeat 7] [--burst 8]
+        [--markdown FILE] [--json FILE]
 """
 
 from __future__ import annotations
@@ -36,7 +48,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import LAYERS, gemm_peak, median, timeit_quiet, two_core_scaling
+from _common import (
+    LAYERS,
+    gemm_peak,
+    median,
+    timeit_burst_quiet,
+    timeit_quiet,
+    two_core_scaling,
+)
 
 import convcore
 
@@ -94,6 +113,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default="numba,numpy")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--regimes", default="cold,warm")
+    parser.add_argument("--burst", type=int, default=8)
     parser.add_argument("--pause", type=float, default=0.2)
     parser.add_argument("--max-other", type=float, default=0.05)
     parser.add_argument("--no-torch", action="store_true")
@@ -127,13 +148,16 @@ def main(argv=None) -> int:
     ]
     print("\n".join(header))
     records = []
-    rows = []
+    regimes = [r for r in args.regimes.split(",") if r]
+    unknown = set(regimes) - {"cold", "warm"}
+    if unknown:
+        parser.error(f"--regimes: unknown {sorted(unknown)}, expected cold and/or warm")
     for dtype in args.dtypes.split(","):
         peak = gemm_peak(dtype)
         print(f"\n{dtype}: GEMM peak {peak:.1f} GFLOP/s (1024^3 NumPy matmul, this run)")
         print(
-            f"{'layer':5s} {'dir':4s} {'impl':6s} {'ms':>8s} {'GFLOP/s':>8s} {'%peak':>6s}"
-            f" {'/torch':>7s} {'MiB':>7s} {'other':>6s}"
+            f"{'layer':5s} {'dir':4s} {'regime':6s} {'impl':6s} {'ms':>8s} {'GFLOP/s':>8s}"
+            f" {'%peak':>6s} {'/torch':>7s} {'MiB':>7s} {'other':>6s}"
         )
         for key in args.layers:
             layer = LAYERS[key]
@@ -144,67 +168,77 @@ def main(argv=None) -> int:
             ref = "torch" if "torch" in impls else backends[0]
             for direction, idx, scale in DIRECTIONS:
                 flops = scale * layer.flops
-                times = {name: [] for name in impls}
-                worst = 0.0
                 for funcs in impls.values():
                     funcs[idx]()  # warm-up (and compilation)
-                for _ in range(args.repeat):
-                    for name, funcs in impls.items():
-                        t, other = timeit_quiet(funcs[idx], args.pause, args.max_other)
-                        times[name].append(t)
-                        worst = max(worst, other or 0.0)
-                for name, funcs in impls.items():
-                    t = median(times[name])
-                    ratio = median([a / r for a, r in zip(times[name], times[ref])])
-                    mem = _peak_mib(funcs[idx]) if name != "torch" else None
-                    gflops = flops / t / 1e9
-                    print(
-                        f"{key:5s} {direction:4s} {name:6s} {t * 1e3:8.2f} {gflops:8.1f} "
-                        f"{100 * gflops / peak:5.0f}% {ratio:7.2f} "
-                        + (f"{mem:7.1f}" if mem is not None else f"{'-':>7s}")
-                        + f" {worst:6.2f}",
-                        flush=True,
-                    )
-                    record = {
-                        "layer": key,
-                        "shape": layer.describe(),
-                        "dtype": dtype,
-                        "direction": direction,
-                        "impl": name,
-                        "median_s": t,
-                        "times_s": times[name],
-                        "gflops": gflops,
-                        "gemm_peak_gflops": peak,
-                        "peak_fraction": gflops / peak,
-                        "ratio_to_" + ref: ratio,
-                        "peak_extra_mib": mem,
-                        "max_other_load": worst,
-                    }
-                    records.append(record)
-                    rows.append(record)
+                mems = {
+                    name: (_peak_mib(funcs[idx]) if name != "torch" else None)
+                    for name, funcs in impls.items()
+                }
+                for regime in regimes:
+                    times = {name: [] for name in impls}
+                    worst = 0.0
+                    for _ in range(args.repeat):
+                        for name, funcs in impls.items():
+                            if regime == "cold":
+                                t, other = timeit_quiet(funcs[idx], args.pause, args.max_other)
+                            else:
+                                t, other = timeit_burst_quiet(
+                                    funcs[idx], args.burst, 3, args.pause, args.max_other
+                                )
+                            times[name].append(t)
+                            worst = max(worst, other or 0.0)
+                    for name in impls:
+                        t = median(times[name])
+                        ratio = median([a / r for a, r in zip(times[name], times[ref])])
+                        mem = mems[name]
+                        gflops = flops / t / 1e9
+                        print(
+                            f"{key:5s} {direction:4s} {regime:6s} {name:6s} {t * 1e3:8.2f}"
+                            f" {gflops:8.1f} {100 * gflops / peak:5.0f}% {ratio:7.2f} "
+                            + (f"{mem:7.1f}" if mem is not None else f"{'-':>7s}")
+                            + f" {worst:6.2f}",
+                            flush=True,
+                        )
+                        record = {
+                            "layer": key,
+                            "shape": layer.describe(),
+                            "dtype": dtype,
+                            "direction": direction,
+                            "regime": regime,
+                            "impl": name,
+                            "median_s": t,
+                            "times_s": times[name],
+                            "gflops": gflops,
+                            "gemm_peak_gflops": peak,
+                            "peak_fraction": gflops / peak,
+                            "ratio_to_" + ref: ratio,
+                            "peak_extra_mib": mem,
+                            "max_other_load": worst,
+                        }
+                        records.append(record)
     end = f"two-core scaling at the end: {two_core_scaling():.2f}"
     print("\n" + end)
     header.append(end)
     if args.json is not None:
         args.json.write_text(json.dumps({"header": header, "records": records}, indent=1))
     if args.markdown is not None:
-        args.markdown.write_text(_markdown(header, rows, ref))
+        args.markdown.write_text(_markdown(header, records, ref))
     return 0
 
 
 def _markdown(header, rows, ref) -> str:
     lines = [f"- {h}" for h in header] + [""]
     lines.append(
-        "| layer | dtype | dir | numba ms | numpy ms | torch ms | numba GFLOP/s | "
+        "| layer | dtype | dir | regime | numba ms | numpy ms | torch ms | numba GFLOP/s | "
         f"numba % peak | numba / {ref} | numpy / {ref} | numba MiB |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    by = {(r["layer"], r["dtype"], r["direction"], r["impl"]): r for r in rows}
-    keys = sorted({(r["dtype"], r["layer"], r["direction"]) for r in rows})
-    for dtype, layer, direction in keys:
-        nb = by.get((layer, dtype, direction, "numba"))
-        npy = by.get((layer, dtype, direction, "numpy"))
-        tch = by.get((layer, dtype, direction, "torch"))
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    by = {(r["layer"], r["dtype"], r["direction"], r["regime"], r["impl"]): r for r in rows}
+    keys = sorted({(r["dtype"], r["layer"], r["direction"], r["regime"]) for r in rows})
+    for dtype, layer, direction, regime in keys:
+        nb = by.get((layer, dtype, direction, regime, "numba"))
+        npy = by.get((layer, dtype, direction, regime, "numpy"))
+        tch = by.get((layer, dtype, direction, regime, "torch"))
 
         def ms(r):
             return f"{r['median_s'] * 1e3:.2f}" if r else "-"
@@ -213,11 +247,12 @@ def _markdown(header, rows, ref) -> str:
             return f"{r['ratio_to_' + ref]:.2f}" if r else "-"
 
         lines.append(
-            f"| {layer} | {dtype} | {direction} | {ms(nb)} | {ms(npy)} | {ms(tch)} | "
+            f"| {layer} | {dtype} | {direction} | {regime} | {ms(nb)} | {ms(npy)} | {ms(tch)} | "
             f"{nb['gflops']:.1f} | {100 * nb['peak_fraction']:.0f}% | {ratio(nb)} | "
             f"{ratio(npy)} | {nb['peak_extra_mib']:.1f} |"
             if nb
-            else f"| {layer} | {dtype} | {direction} | - | {ms(npy)} | {ms(tch)} | | | | | |"
+            else f"| {layer} | {dtype} | {direction} | {regime} | - | {ms(npy)} | {ms(tch)} "
+            "| | | | | |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,67 @@
+"""The benchmark scripts run (smoke tests with the smallest settings; no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numba")
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+
+def _run(script, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_bench_numba_reports_both_regimes(tmp_path):
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    proc = _run(
+        "bench_numba.py",
+        *("--layers", "D", "--dtypes", "float32", "--repeat", "1", "--burst", "4"),
+        *("--pause", "0", "--no-torch", "--json", str(out), "--markdown", str(md)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(out.read_text())["records"]
+    seen = {(r["impl"], r["direction"], r["regime"]) for r in records}
+    for impl in ("numba", "numpy"):
+        for direction in ("fwd", "bwd"):
+            for regime in ("cold", "warm"):
+                assert (impl, direction, regime) in seen
+    assert all(r["median_s"] > 0 and r["gflops"] > 0 for r in records)
+    table = md.read_text()
+    assert "| D | float32 | fwd | cold |" in table and "| D | float32 | bwd | warm |" in table
+
+
+def test_bench_numba_rejects_an_unknown_regime():
+    proc = _run("bench_numba.py", "--layers", "D", "--regimes", "hot", "--no-torch")
+    assert proc.returncode == 2
+    assert "--regimes" in proc.stderr and "hot" in proc.stderr
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs sched_setaffinity and two CPUs",
+)
+def test_bench_affinity_runs():
+    proc = _run(
+        "bench_affinity.py",
+        *("--layers", "D", "--rounds", "2", "--repeat", "1", "--pause", "0"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "kept apart" in proc.stdout and "left alone" in proc.stdout
+    assert any(line.startswith("D     float32  fwd") for line in proc.stdout.splitlines())
