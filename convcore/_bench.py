@@ -86,13 +86,21 @@ def median(values):
     return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
 
-def timeit(func, pause: float = 0.0) -> float:
-    """Seconds for one call of ``func`` (after an optional pause that lets BLAS threads sleep)."""
+def timeit(func, pause: float = 0.0, burst: int = 1) -> float:
+    """Seconds for a call of ``func``, after an optional pause that lets BLAS threads sleep.
+
+    ``burst > 1`` times the steady state instead: ``burst`` calls back to back,
+    the median of all but the first ``min(3, burst // 2)`` (threads awake,
+    operands in cache, as in a loop over the same layer).
+    """
     if pause:
         time.sleep(pause)
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
+    times = []
+    for _ in range(max(1, burst)):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return median(times[min(3, len(times) // 2) :])
 
 
 def gemm_peak(dtype, size: int = 1024, repeat: int = 5) -> float:
@@ -210,9 +218,13 @@ def run_bench(
     directions: Sequence[str] = DIRECTIONS,
     repeat: int = 5,
     pause: float = 0.05,
+    burst: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[Record], dict[str, float]]:
     """Time ``backends`` (and PyTorch when ``torch``) on ``layers``.
+
+    Every timing is :func:`timeit` with ``pause`` and ``burst``: one call after
+    the pause (``burst=1``), or the steady state of ``burst`` back-to-back calls.
 
     Returns the records and the GEMM peak (GFLOP/s) per dtype.  A backend that
     does not declare what a layer needs (the numba backend and 3-D layers) is
@@ -244,7 +256,7 @@ def run_bench(
                         progress(1)
                 for _ in range(repeat):
                     for name, funcs in impls.items():
-                        times[name].append(timeit(funcs[idx], pause=pause))
+                        times[name].append(timeit(funcs[idx], pause=pause, burst=burst))
                         if progress:
                             progress(1)
                 fastest = min(impls, key=lambda name: median(times[name]))

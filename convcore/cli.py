@@ -387,6 +387,13 @@ def _layer_keys(value: str) -> list[str]:
     help="Seconds of pause before every timed call (lets BLAS threads go to sleep).",
 )
 @click.option(
+    "--burst",
+    default=1,
+    show_default=True,
+    help="Calls back to back per timing after the pause; above 1 the timing is the median "
+    "of all but the first few (the steady state of a loop over one layer).",
+)
+@click.option(
     "--torch/--no-torch",
     "with_torch",
     default=True,
@@ -400,7 +407,9 @@ def _layer_keys(value: str) -> list[str]:
     type=click.Path(dir_okay=False),
     help="Write a bar chart (PNG) of GFLOP/s; needs matplotlib.",
 )
-def bench(backends, layers, dtypes, direction, repeat, pause, with_torch, json_path, plot_path):
+def bench(
+    backends, layers, dtypes, direction, repeat, pause, burst, with_torch, json_path, plot_path
+):
     """Time convolutions on the benchmark layers, side by side with PyTorch.
 
     \b
@@ -414,7 +423,9 @@ def bench(backends, layers, dtypes, direction, repeat, pause, with_torch, json_p
       G  N=8  C=128 56x56   F=128 3x3   pad 1, groups 128 (depthwise)
       H  N=4  C=16  16x16x16 F=32 3x3x3 pad 1 (3-D)
 
-    Implementations run interleaved, after a warm-up call each; the table gives
+    Implementations run interleaved, after a warm-up call each; every timing is
+    one call after --pause, or with --burst N the median of the last calls of N
+    back to back (the steady state).  The table gives
     the median time, GFLOP/s, the fraction of this machine's GEMM peak (a
     1024^3 NumPy matmul, measured in the same run), the median per-pair ratio to
     the fastest implementation and the peak extra memory of one call
@@ -431,6 +442,8 @@ def bench(backends, layers, dtypes, direction, repeat, pause, with_torch, json_p
         raise click.BadParameter(f"must be >= 1, got {repeat}", param_hint="--repeat")
     if pause < 0:
         raise click.BadParameter(f"must be >= 0, got {pause}", param_hint="--pause")
+    if burst < 1:
+        raise click.BadParameter(f"must be >= 1, got {burst}", param_hint="--burst")
     if plot_path is not None:
         try:
             import matplotlib  # noqa: F401
@@ -448,6 +461,7 @@ def bench(backends, layers, dtypes, direction, repeat, pause, with_torch, json_p
     click.echo(
         f"benchmarking {', '.join(names + ['torch'] * use_torch)} on layers {''.join(keys)}, "
         f"{', '.join(dtypes)}, median of {repeat}"
+        + (f" (each the steady state of {burst} calls)" if burst > 1 else "")
         + ("" if use_torch or not with_torch else " (PyTorch is not installed)"),
         err=True,
     )
@@ -460,6 +474,7 @@ def bench(backends, layers, dtypes, direction, repeat, pause, with_torch, json_p
             directions=directions,
             repeat=repeat,
             pause=pause,
+            burst=burst,
             progress=bar.update,
         )
     for dtype in dtypes:

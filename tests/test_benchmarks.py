@@ -65,3 +65,17 @@ def test_bench_affinity_runs():
     assert proc.returncode == 0, proc.stderr
     assert "kept apart" in proc.stdout and "left alone" in proc.stdout
     assert any(line.startswith("D     float32  fwd") for line in proc.stdout.splitlines())
+
+
+def test_bench_threads_runs():
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("NUMBA_NUM_THREADS < 2")
+    proc = _run(
+        "bench_threads.py",
+        *("--layers", "D", "--dtypes", "float32", "--repeat", "1", "--pause", "0"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("D ")]
+    assert [r[2] for r in rows] == ["fwd", "bwd"]
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)

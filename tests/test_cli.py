@@ -355,6 +355,38 @@ def test_bench_under_auto_runs_every_available_numpy_backend(runner, monkeypatch
     assert seen["backends"] == ["numpy"]
 
 
+def test_bench_burst_passes_through_and_is_validated(runner, monkeypatch):
+    seen = {}
+
+    def fake_run_bench(layers, dtypes, backends, **kw):
+        seen.update(kw)
+        return [], {d: 1.0 for d in dtypes}
+
+    monkeypatch.setattr(convcore._bench, "run_bench", fake_run_bench)
+    result = _invoke(runner, "bench", "-b", "numpy", "--no-torch", "--burst", "6")
+    assert result.exit_code == 0, result.output
+    assert seen["burst"] == 6 and "steady state of 6 calls" in result.stderr
+    err = _one_line_error(_invoke(runner, "bench", "--burst", "0"), "--burst")
+    assert "got 0" in err
+
+
+def test_timeit_burst_is_the_median_after_the_first_calls(monkeypatch):
+    """burst=N: N calls, the first min(3, N // 2) left out of the median."""
+    durations = iter([9.0, 8.0, 7.0, 1.0, 2.0, 3.0, 100.0, 2.5])
+    clock = {"now": 0.0}
+
+    def fake_counter():
+        return clock["now"]
+
+    def func():
+        clock["now"] += next(durations)
+
+    monkeypatch.setattr(convcore._bench.time, "perf_counter", fake_counter)
+    assert convcore._bench.timeit(func, burst=8) == 2.5  # median of 1, 2, 3, 100, 2.5
+    durations = iter([4.0])
+    assert convcore._bench.timeit(func) == 4.0
+
+
 def test_bench_plot_without_matplotlib_is_a_clear_error(runner, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     err = _one_line_error(_invoke(runner, "bench", "--plot", "p.png"), "matplotlib")
