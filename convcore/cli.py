@@ -503,6 +503,8 @@ def bench(
         "cpus": os.cpu_count(),
         "gemm_peak_gflops": peaks,
         "repeat": repeat,
+        "pause_s": pause,
+        "burst": burst,
     }
     if json_path is not None:
         with open(json_path, "w") as fh:

@@ -310,6 +310,7 @@ def test_bench_table_json_and_plot(runner, tmp_path):
     assert {r[2] for r in rows} == {"numpy", "array_api"}
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["meta"]["cpus"] == os.cpu_count()
+    assert data["meta"]["pause_s"] == 0 and data["meta"]["burst"] == 1
     records = data["records"]
     assert len(records) == 8
     for group in {(r["layer"], r["direction"]) for r in records}:
