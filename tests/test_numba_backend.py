@@ -767,6 +767,41 @@ def test_affinity_can_be_turned_off(monkeypatch):
     assert os.sched_getaffinity(0) == before
 
 
+def test_a_concurrent_call_leaves_its_caller_free(monkeypatch):
+    """While one thread's call holds its CPU, another thread's call pins nothing."""
+    _affinity_checks()
+    monkeypatch.delenv("CONVCORE_NUMBA_AFFINITY", raising=False)
+    before = frozenset(os.sched_getaffinity(0))
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def first(worker, item):
+        if worker == 0:
+            seen["first"] = frozenset(os.sched_getaffinity(0))
+            inside.set()
+            assert release.wait(30)
+
+    def first_caller():
+        _threads.run_items(first, 2, 2)
+        seen["first after"] = frozenset(os.sched_getaffinity(0))
+
+    thread = threading.Thread(target=first_caller)
+    thread.start()
+    try:
+        assert inside.wait(30)
+
+        def second(worker, item):
+            seen.setdefault(f"second {worker}", frozenset(os.sched_getaffinity(0)))
+
+        _threads.run_items(second, 2, 2)
+    finally:
+        release.set()
+        thread.join(30)
+    assert len(seen["first"]) == 1  # the first caller is held on its CPU
+    assert seen["second 0"] == before  # the second caller is not
+    assert seen["first after"] == before and os.sched_getaffinity(0) == before
+
+
 def test_caller_affinity_is_restored_when_an_item_fails(monkeypatch):
     _affinity_checks()
     monkeypatch.delenv("CONVCORE_NUMBA_AFFINITY", raising=False)

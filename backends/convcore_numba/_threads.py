@@ -13,19 +13,22 @@ slows a Numba kernel down (see PERF_NOTES).
 Which thread runs an item never changes what the item computes, so results
 are bitwise identical for any number of threads.
 
-**Keeping the pool off the caller's core** (Linux).  After an idle pause the
-kernel sometimes wakes a pool thread on the CPU the calling thread is running
-on; the two then take turns on one core until the load balancer moves one of
-them, a scheduler tick (4 ms here) later, while the other core idles.  Two
-Python threads running independent single-threaded GEMMs after a 50 ms pause
-(``benchmarks/bench_affinity.py``) took a median of 10.1 ms per round instead
-of 5.6 ms, with 57 of 320 products stalled by about 4 ms.  So before it hands
-out items, :func:`run_items` restricts the pool threads to the CPUs the caller
-may use *minus the one it is running on* (``sched_getcpu``; one
-``sched_setaffinity`` per pool thread, only when that set changed).  The
-calling thread's own affinity is never touched, nor are the pool threads
-pinned to single CPUs when there are more; ``CONVCORE_NUMBA_AFFINITY=0``
-turns this off.  Elsewhere (no ``sched_setaffinity``) nothing changes.
+**Keeping the cores apart** (Linux).  After an idle pause the kernel often
+wakes a pool thread (and, through the GIL hand-offs, the calling thread) on
+the CPU the other one is running on; the two then take turns on one core
+until the load balancer moves one of them, a scheduler tick (4 ms here)
+later, while the other core idles.  Two Python threads running independent
+single-threaded GEMMs after a 0.2 s pause (``benchmarks/bench_affinity.py``)
+took a median of 10.4 ms per round instead of 6.2 ms.  So while
+:func:`run_items` hands out items on more than one thread, the calling thread
+is held on the CPU it is running on (``sched_getcpu``) and the pool threads
+get the caller's other allowed CPUs (one ``sched_setaffinity`` per pool
+thread, only when that set changed); the caller's own CPU set is given back
+when the items are done.  Pool threads are not pinned to single CPUs when
+there are more.  While one call holds its CPU, a call from another Python
+thread leaves every thread free (two callers must never be held on the same
+CPU).  ``CONVCORE_NUMBA_AFFINITY=0`` turns this off; elsewhere (no
+``sched_setaffinity``) nothing changes.
 """
 
 from __future__ import annotations
@@ -161,32 +164,48 @@ def _release_pool() -> None:
             _pool_tids[tid] = None
 
 
+_pinned_lock = threading.Lock()
+_pinned_calls = 0
+
+
 @contextlib.contextmanager
 def _cores_apart():
     """For the block: the caller stays on its CPU, the pool threads keep off it.
 
     The caller's affinity is restored on exit.  Does nothing when
-    :func:`_split_cpus` says to leave the threads alone.
+    :func:`_split_cpus` says to leave the threads alone, or while another
+    thread's call holds its CPU (concurrent callers are never held on a CPU:
+    two of them could be held on the same one).
     """
-    split = _split_cpus()
+    global _pinned_calls
+    with _pinned_lock:
+        busy = _pinned_calls > 0
+        split = None if busy else _split_cpus()
+        if split is not None:
+            _pinned_calls += 1
     if split is None:
-        _release_pool()
-        yield
-        return
-    cpu, allowed, others = split
-    _give_pool(others)
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError:
+        # Another thread's call holds the cores (two callers must not be held on
+        # one CPU, so this one stays free), or the rule is off.
+        if not busy:
+            _release_pool()
         yield
         return
     try:
-        yield
-    finally:
+        cpu, allowed, others = split
+        _give_pool(others)
         try:
-            os.sched_setaffinity(0, allowed)
+            os.sched_setaffinity(0, {cpu})
         except OSError:
-            pass
+            yield
+            return
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, allowed)
+    finally:
+        with _pinned_lock:
+            _pinned_calls -= 1
 
 
 def run_items(func, count: int, threads: int) -> None:
