@@ -251,6 +251,23 @@ def test_config_file_change_is_picked_up(isolated):
     assert convcore.get_backend() == ("auto", "default")
 
 
+def test_a_change_of_directory_or_config_dir_between_calls_is_seen(isolated, monkeypatch, tmp_path):
+    """The looked-up paths are cached per working directory and environment."""
+    other_user = tmp_path / "other-user"
+    _write(isolated["user"] / "convcore.toml", 'backend = "numpy"\n')
+    _write(other_user / "convcore.toml", 'backend = "array_api"\n')
+    assert convcore.get_backend()[0] == "numpy"
+    monkeypatch.setenv("CONVCORE_CONFIG_DIR", str(other_user))
+    assert convcore.get_backend()[0] == "array_api"
+    elsewhere = tmp_path / "elsewhere"
+    _write(elsewhere / "convcore.toml", 'backend = "numpy"\n')
+    monkeypatch.chdir(elsewhere)
+    name, source = convcore.get_backend()
+    assert name == "numpy" and _same_source(source, f"config:{elsewhere / 'convcore.toml'}")
+    monkeypatch.chdir(isolated["cwd"])
+    assert convcore.get_backend()[0] == "array_api"
+
+
 def test_malformed_config_file_is_a_value_error(isolated):
     path = _write(isolated["cwd"] / "convcore.toml", "backend = \n")
     with pytest.raises(ValueError, match=r"convcore\.toml"):
