@@ -98,6 +98,16 @@ DIRECT_BACKWARD_MAX_FILTERS_PER_GROUP = 4
 DIRECT_BACKWARD_POINTWISE_MAX_WEIGHTS = 16
 
 
+#: A GEMM backward item that holds a range of one image's channels (a group's
+#: whole image is over :data:`BLOCK_BYTES`) gets this many times
+#: :data:`BLOCK_BYTES`: the backward's ``dcols = W^T @ grad_out`` has only
+#: ``F/g`` as inner dimension, and more rows per range pay.  Measured (steady
+#: state, 2 threads, median of 7, time against a factor of 1): B float32
+#: 0.96-0.98, float64 0.86-0.87, E float64 0.96, H 0.90 (both dtypes); A, C, D,
+#: E float32 and F within 1.5%; a factor of 4 was no better.
+BACKWARD_CHANNEL_BLOCK_FACTOR = 2
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -373,16 +383,18 @@ def conv_backward(xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
     dx3 = dx.reshape(n, c, L) if pointwise else None
     itemsize = x5.itemsize
 
-    # Items: (image range, group, channel range), each a column block of about
-    # BLOCK_BYTES: several images side by side when one group's block is small
-    # (their dw GEMM then sums over all their columns at once), else one image
-    # and a range of its channels (at least one).  The cut depends only on the
+    # Items: (image range, group, channel range): several images side by side
+    # when one group's block fits BLOCK_BYTES (their dw GEMM then sums over all
+    # their columns at once), else one image and a range of its channels (at
+    # least one) in BACKWARD_CHANNEL_BLOCK_FACTOR * BLOCK_BYTES.  The cut depends only on the
     # geometry and the dtype, so the rounding does too.
     group_block = (ckg + 1) * L * itemsize
     if group_block <= BLOCK_BYTES:
         images, chans = _pieces(n, BLOCK_BYTES // group_block), [(0, cg)]
     else:
-        images, chans = _pieces(n, 1), _pieces(cg, BLOCK_BYTES // (kk * L * itemsize))
+        per_chan = kk * L * itemsize  # one channel of one image
+        block_bytes = BACKWARD_CHANNEL_BLOCK_FACTOR * BLOCK_BYTES
+        images, chans = _pieces(n, 1), _pieces(cg, block_bytes // per_chan)
     nb_max = max(b - a for a, b in images)
     ch_max = max(b - a for a, b in chans)
     block = nb_max * (ch_max * kk + 1) * L
