@@ -79,3 +79,11 @@ def test_bench_threads_runs():
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("D ")]
     assert [r[2] for r in rows] == ["fwd", "bwd"]
     assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+
+
+def test_numba_gemm_ceiling_runs_and_checks_its_kernels():
+    proc = _run("numba_gemm_ceiling.py", "--repeat", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if " x " in line]
+    assert len(rows) == 3
+    assert all(float(v) > 0 for r in rows for v in r[-3:])
