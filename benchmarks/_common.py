@@ -64,10 +64,15 @@ def timeit_quiet(func, pause: float = 0.2, max_other: float = 0.05, tries: int =
     thrown away and taken again, at most ``tries`` times (the last one counts).
     Returns ``(seconds, other_cores)``; ``other_cores`` is None off Linux.
     """
+    return _quiet(lambda: timeit(func), pause, max_other, tries)
+
+
+def _quiet(measure, pause, max_other, tries):
+    """``measure()`` after ``pause``, retaken while other processes were busy during it."""
     result = {}
 
     def window():
-        result["t"] = timeit(func)
+        result["t"] = measure()
 
     load = None
     for _ in range(tries):
@@ -135,17 +140,8 @@ def timeit_burst_quiet(
     a burst during which another process was busy is taken again (as in
     :func:`timeit_quiet`).  Returns ``(seconds, other_cores)``.
     """
-    result = {}
 
-    def window():
-        times = [timeit(func) for _ in range(burst)]
-        result["t"] = median(times[settle:])
+    def measure():
+        return median([timeit(func) for _ in range(burst)][settle:])
 
-    load = None
-    for _ in range(tries):
-        if pause:
-            time.sleep(pause)
-        load = other_load(window)
-        if load is None or load <= max_other:
-            break
-    return result["t"], load
+    return _quiet(measure, pause, max_other, tries)
