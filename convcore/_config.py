@@ -109,6 +109,9 @@ def _candidate_key() -> tuple:
         env.get("APPDATA"),
         env.get("XDG_CONFIG_HOME"),
         env.get("HOME"),
+        env.get("USERPROFILE"),  # Path.home() on Windows
+        env.get("HOMEDRIVE"),
+        env.get("HOMEPATH"),
     )
 
 

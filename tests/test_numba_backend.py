@@ -790,8 +790,11 @@ def test_a_concurrent_call_leaves_its_caller_free(monkeypatch):
     try:
         assert inside.wait(30)
 
+        both = threading.Barrier(2, timeout=30)  # one item per thread, at the same time
+
         def second(worker, item):
-            seen.setdefault(f"second {worker}", frozenset(os.sched_getaffinity(0)))
+            seen[f"second {worker}"] = frozenset(os.sched_getaffinity(0))
+            both.wait()
 
         _threads.run_items(second, 2, 2)
     finally:
@@ -813,6 +816,58 @@ def test_caller_affinity_is_restored_when_an_item_fails(monkeypatch):
     with pytest.raises(RuntimeError, match="failed"):
         _threads.run_items(func, 4, 2)
     assert os.sched_getaffinity(0) == before
+    assert _threads._pinned_calls == 0
+
+
+def test_cores_apart_undoes_everything_when_its_body_raises(monkeypatch):
+    """An exception inside the pinned block (e.g. KeyboardInterrupt) restores the caller."""
+    _affinity_checks()
+    monkeypatch.delenv("CONVCORE_NUMBA_AFFINITY", raising=False)
+    before = os.sched_getaffinity(0)
+    _threads._executor(1)  # the pool thread exists, so its CPU set is managed too
+    with pytest.raises(KeyboardInterrupt):
+        with _threads._cores_apart():
+            assert len(os.sched_getaffinity(0)) == 1
+            assert _threads._pinned_calls == 1
+            raise KeyboardInterrupt
+    assert os.sched_getaffinity(0) == before
+    assert _threads._pinned_calls == 0
+
+
+def test_a_forked_child_starts_its_own_pool():
+    """After fork the parent's pool threads are gone; the child must not wait for them."""
+    _affinity_checks()
+    import multiprocessing
+
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        pytest.skip("no fork on this platform")
+    _threads.run_items(lambda worker, item: None, 2, 2)  # the parent has a pool
+    parent_tids = set(_threads._pool_tids)
+    queue = ctx.Queue()
+    child = ctx.Process(target=_run_items_in_child, args=(queue,))
+    child.start()
+    try:
+        workers, tids = queue.get(timeout=60)
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    assert workers == {0, 1}
+    assert tids and not tids & parent_tids
+
+
+def _run_items_in_child(queue):
+    barrier = threading.Barrier(2, timeout=30)
+    workers = set()
+
+    def func(worker, item):
+        workers.add(worker)
+        barrier.wait()
+
+    _threads.run_items(func, 2, 2)
+    queue.put((workers, set(_threads._pool_tids)))
 
 
 def test_blas_is_single_threaded_inside_a_call(force_parallel, two_threads, monkeypatch):

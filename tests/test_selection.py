@@ -268,6 +268,16 @@ def test_a_change_of_directory_or_config_dir_between_calls_is_seen(isolated, mon
     assert convcore.get_backend()[0] == "array_api"
 
 
+def test_a_change_of_xdg_config_home_between_calls_is_seen(isolated, monkeypatch, tmp_path):
+    monkeypatch.delenv("CONVCORE_CONFIG_DIR")
+    for name, backend in (("one", "numpy"), ("two", "array_api")):
+        _write(tmp_path / name / "convcore" / "convcore.toml", f'backend = "{backend}"\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "one"))
+    assert convcore.get_backend()[0] == "numpy"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "two"))
+    assert convcore.get_backend()[0] == "array_api"
+
+
 def test_malformed_config_file_is_a_value_error(isolated):
     path = _write(isolated["cwd"] / "convcore.toml", "backend = \n")
     with pytest.raises(ValueError, match=r"convcore\.toml"):

@@ -27,8 +27,9 @@ thread, only when that set changed); the caller's own CPU set is given back
 when the items are done.  Pool threads are not pinned to single CPUs when
 there are more.  While one call holds its CPU, a call from another Python
 thread leaves every thread free (two callers must never be held on the same
-CPU).  ``CONVCORE_NUMBA_AFFINITY=0`` turns this off; elsewhere (no
-``sched_setaffinity``) nothing changes.
+CPU).  ``CONVCORE_NUMBA_AFFINITY=0`` turns this off (the pool threads get the
+CPU sets they started with back); elsewhere (no ``sched_setaffinity``) nothing
+changes.  A forked child forgets the parent's pool and starts its own.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ __all__ = ["blas_single_threaded", "num_threads", "run_items"]
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
-#: Native thread ids of the current pool's threads -> the CPU set last given to each.
-_pool_tids: dict[int, frozenset | None] = {}
+#: The current pool's threads: native id -> [the CPU set it started with (None
+#: where unknown), the CPU set this module last gave it (None: its own)].
+_pool_tids: dict[int, list] = {}
 _controller = None
 _controller_lock = threading.Lock()
 
@@ -58,8 +60,12 @@ def num_threads() -> int:
 
 
 def _register_pool_thread(tids: dict) -> None:
-    """Pool thread initializer: make the thread's native id known to the caller."""
-    tids[threading.get_native_id()] = None
+    """Pool thread initializer: make the thread's id and starting CPU set known."""
+    try:
+        home = frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        home = None
+    tids[threading.get_native_id()] = [home, None]
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
@@ -67,25 +73,41 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     with _pool_lock:
         if _pool is None or _pool_size < workers:
             old = _pool
-            _pool_tids = {}
-            _pool = ThreadPoolExecutor(
+            tids: dict[int, list] = {}
+            pool = ThreadPoolExecutor(
                 max_workers=workers,
                 thread_name_prefix="convcore-numba",
                 initializer=_register_pool_thread,
-                initargs=(_pool_tids,),
+                initargs=(tids,),
             )
-            _pool_size = workers
-            if old is not None:
-                old.shutdown(wait=False)
             # Start every thread now, from the caller as it is (a thread inherits
             # the CPU set of the thread that starts it), so that all of them are
             # known to _give_pool before the first call hands out items.
-            started = threading.Barrier(workers + 1)
-            waits = [_pool.submit(started.wait) for _ in range(workers)]
-            started.wait()
-            for fut in waits:
-                fut.result()
+            started = threading.Barrier(workers + 1, timeout=60)
+            try:
+                waits = [pool.submit(started.wait) for _ in range(workers)]
+                started.wait()
+                for fut in waits:
+                    fut.result()
+            except BaseException as exc:
+                started.abort()
+                pool.shutdown(wait=False)
+                raise RuntimeError(
+                    f"the numba backend could not start {workers} worker threads: {exc!r}"
+                ) from exc
+            _pool, _pool_size, _pool_tids = pool, workers, tids
+            if old is not None:
+                old.shutdown(wait=False)
         return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    """In a forked child the parent's pool threads do not exist: start afresh."""
+    global _pool, _pool_size, _pool_tids, _pool_lock, _pinned_lock, _pinned_calls
+    _pool, _pool_size, _pool_tids = None, 0, {}
+    _pool_lock = threading.Lock()
+    _pinned_lock = threading.Lock()
+    _pinned_calls = 0
 
 
 def _sched_getcpu():
@@ -140,28 +162,24 @@ def _split_cpus():
 
 def _give_pool(cpus: frozenset) -> None:
     """Give the pool threads the CPU set ``cpus`` (only where it changed); errors ignored."""
-    for tid, current in list(_pool_tids.items()):
-        if current != cpus:
+    for tid, state in list(_pool_tids.items()):  # one dict: the pool may be replaced meanwhile
+        if state[1] != cpus:
             try:
                 os.sched_setaffinity(tid, cpus)
             except OSError:  # the thread has gone, or the set is not allowed any more
                 continue
-            _pool_tids[tid] = cpus
+            state[1] = cpus
 
 
 def _release_pool() -> None:
-    """Give pool threads restricted by an earlier call the caller's CPUs back."""
-    if not any(current is not None for current in _pool_tids.values()):
-        return
-    try:
-        allowed = os.sched_getaffinity(0)
-    except (OSError, AttributeError):
-        return
-    for tid, current in list(_pool_tids.items()):
-        if current is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, allowed)
-            _pool_tids[tid] = None
+    """Give pool threads restricted by an earlier call the CPU set they started with."""
+    for tid, state in list(_pool_tids.items()):
+        home, current = state
+        if current is None or home is None:
+            continue
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(tid, home)
+        state[1] = None
 
 
 _pinned_lock = threading.Lock()
@@ -178,34 +196,35 @@ def _cores_apart():
     two of them could be held on the same one).
     """
     global _pinned_calls
-    with _pinned_lock:
-        busy = _pinned_calls > 0
-        split = None if busy else _split_cpus()
-        if split is not None:
-            _pinned_calls += 1
-    if split is None:
-        # Another thread's call holds the cores (two callers must not be held on
-        # one CPU, so this one stays free), or the rule is off.
-        if not busy:
-            _release_pool()
-        yield
-        return
+    held = pinned = False
+    allowed = None
     try:
-        cpu, allowed, others = split
-        _give_pool(others)
-        try:
-            os.sched_setaffinity(0, {cpu})
-        except OSError:
+        with _pinned_lock:
+            busy = _pinned_calls > 0
+            split = None if busy else _split_cpus()
+            if split is not None:
+                _pinned_calls += 1
+                held = True
+        if not held:
+            # Another thread's call holds the cores (two callers must not be held
+            # on one CPU, so this one stays free), or the rule is off.
+            if not busy:
+                _release_pool()
             yield
             return
-        try:
-            yield
-        finally:
+        cpu, allowed, others = split
+        _give_pool(others)
+        pinned = True  # before the call: an interruption right after it is undone too
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {cpu})
+        yield
+    finally:
+        if pinned:
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(0, allowed)
-    finally:
-        with _pinned_lock:
-            _pinned_calls -= 1
+        if held:
+            with _pinned_lock:
+                _pinned_calls -= 1
 
 
 def run_items(func, count: int, threads: int) -> None:
@@ -277,3 +296,7 @@ def blas_single_threaded():
         return
     with ctl.limit(limits=1):
         yield all(lib.num_threads in (1, None) for lib in ctl.lib_controllers)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
