@@ -13,11 +13,9 @@ threads of the previous library have gone to sleep (PERF_NOTES):
 * ``torch``: ``torch.ops.aten.convolution_backward`` (dx, dw, db).
 
 Each timing is one call made right after ``--warm`` untimed calls of the same
-implementation (default 1): after a pause, Linux often wakes a pool thread on
-the core of the thread that wakes it, and for a call of a few milliseconds both
-threads then share one core (measured here: 3.3 ms back to back, 6.4-7.2 ms in
-most calls after a 0.2 s pause, the two workers on one CPU); the warm call
-measures the steady state of a training loop.  A timing during which another
+implementation (default 1): the steady state of a training loop.  (Before the
+numba backend kept its threads on separate cores, a call after a pause often ran
+both workers on one CPU: 6.4-7.2 ms instead of 3.3 ms for layer 1.)  A timing during which another
 process used more than ``--max-other`` cores (read from ``/proc/stat``) is
 taken again, at most ``--tries`` times.  Printed:
 the median time of each and the medians of the per-pair ratios (each ratio
