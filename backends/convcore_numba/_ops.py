@@ -193,6 +193,44 @@ class _Buffers:
         return bufs if self._tuple else bufs[0]
 
 
+class _Partials:
+    """The backward's ``[dw | db]`` partials: one per image range, summed in range order.
+
+    They are kept for a round of ranges that fits ``CONVCORE_WORKSPACE_MB`` (at
+    least one range) in ``parts`` (``(ranges in a round, groups, F/g, C/g*K + 1)``)
+    and then added to ``acc`` by :func:`_kernels.accumulate`, whose order per
+    element does not depend on how the sum is split among the threads.
+    """
+
+    def __init__(self, ranges: int, groups: int, fg: int, ckg: int, dtype):
+        self.shape = (groups, fg, ckg + 1)
+        self.size = groups * fg * (ckg + 1)
+        cap = max(1, _workspace_bytes() // (self.size * np.dtype(dtype).itemsize))
+        self.rounds = _pieces(ranges, cap)
+        self.parts = np.empty((max(b - a for a, b in self.rounds), *self.shape), dtype)
+        self.acc = np.zeros(self.size, dtype)
+
+    def run(self, item, per_range: int, workers: int) -> None:
+        """``item(worker, idx, first)`` for every round, then the round's sums.
+
+        ``idx // per_range`` is the range within the round (slot of ``parts``),
+        ``first`` the round's first range.
+        """
+        spans = _pieces(self.size, max(1 << 14, ceil(self.size / max(1, workers))))
+        acc = self.acc
+        for first, stop in self.rounds:
+            count = stop - first
+            run_items(lambda wk, idx, s=first: item(wk, idx, s), count * per_range, workers)
+            flat = self.parts[:count].reshape(count, self.size)
+            run_items(lambda wk, p, fl=flat: K.accumulate(acc, fl, *spans[p]), len(spans), workers)
+
+    def dw_db(self):
+        """``(dw, db)`` of the summed partials: ``(groups, F/g, C/g*K)`` and ``(F,)``."""
+        acc3 = self.acc.reshape(self.shape)
+        dw = np.ascontiguousarray(acc3[:, :, :-1])
+        return dw, np.ascontiguousarray(acc3[:, :, -1]).reshape(-1)
+
+
 # ------------------------------------------------------------------- im2col / col2im ops
 
 
@@ -416,13 +454,7 @@ def conv_backward(xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
     block = nb_max * (ch_max * kk + 1) * L
     per_range = groups * len(chans)
 
-    # One [dw | db] partial per image range, kept for a round of ranges that fits
-    # the workspace (at least one range) and added to acc in range order.
-    part = f * (ckg + 1)
-    cap = max(1, _workspace_bytes() // (part * itemsize))
-    rounds = [list(range(a, b)) for a, b in _pieces(len(images), cap)]
-    parts = np.empty((max(len(r) for r in rounds), groups, fg, ckg + 1), dtype)
-    acc = np.zeros(part, dtype)
+    partials = _Partials(len(images), groups, fg, ckg, dtype)
 
     def item(worker, idx, first):
         r = first + idx // per_range
@@ -438,7 +470,7 @@ def conv_backward(xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
             gor = bufs[1][: fg * nb * L].reshape(fg, nb, L)
             gor[...] = go3[i0:i1, g * fg : (g + 1) * fg].transpose(1, 0, 2)
             gor = gor.reshape(fg, nb * L)
-        slot = parts[r - first, g]
+        slot = partials.parts[r - first, g]
         if pointwise:
             if nb == 1:
                 xr = x3[i0, cs + c0 : cs + c1]
@@ -448,7 +480,7 @@ def conv_backward(xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
                 xr = xr.reshape(nc, nb * L)
             np.matmul(gor, xr.T, out=slot[:, c0:c1])
             if last:
-                K.row_sums(gor, parts, r - first, g, ckg)
+                K.row_sums(gor, partials.parts, r - first, g, ckg)
             go = go3[i0:i1, g * fg : (g + 1) * fg]
             np.matmul(w3[g, :, c0:c1].T, go, out=dx3[i0:i1, cs + c0 : cs + c1])
             return
@@ -470,16 +502,9 @@ def conv_backward(xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
         macs = 2.0 * n * f * L * ckg
         workers = _workers(macs, items, block * itemsize) if single else 1
         buffers = _Buffers(workers, (block, fg * nb_max * L), dtype)
-        spans = _pieces(part, max(1 << 14, ceil(part / max(1, workers))))
-        for ranges in rounds:
-            first, count = ranges[0], len(ranges)
-            run_items(lambda wk, idx, s=first: item(wk, idx, s), count * per_range, workers)
-            flat = parts[:count].reshape(count, part)
-            run_items(lambda wk, p, fl=flat: K.accumulate(acc, fl, *spans[p]), len(spans), workers)
-    acc3 = acc.reshape(groups, fg, ckg + 1)
-    dw = np.ascontiguousarray(acc3[:, :, :ckg]).reshape(weight.shape)
-    db = np.ascontiguousarray(acc3[:, :, ckg]).reshape(f)
-    return dx.reshape(x.shape), dw, db
+        partials.run(item, per_range, workers)
+    dw, db = partials.dw_db()
+    return dx.reshape(x.shape), dw.reshape(weight.shape), db
 
 
 def backward_path(group_filters: int, group_channels: int, pointwise: bool = False) -> str:
@@ -525,11 +550,7 @@ def _backward_direct(go5, x5, w5, geo, groups):
     per_group = (2 * cg * x5[0, 0].size + fg * L) * itemsize
     images, group_ranges = _split_batch(n, groups, groups * per_group)
     per_image = len(group_ranges)
-    part = f * (ckg + 1)
-    cap = max(1, _workspace_bytes() // (part * itemsize))
-    rounds = [list(range(a, b)) for a, b in _pieces(len(images), cap)]
-    parts = np.empty((max(len(r) for r in rounds), groups, fg, ckg + 1), dtype)
-    acc = np.zeros(part, dtype)
+    partials = _Partials(len(images), groups, fg, ckg, dtype)
     dx = np.empty_like(x5)
     dq, hq, wq = K.phase_plan.py_func(geo)
     # Extended grad_out of the group's filters, then the phase volumes of x and dx.
@@ -542,19 +563,13 @@ def _backward_direct(go5, x5, w5, geo, groups):
         (i0, i1), (g0, g1) = images[r], group_ranges[idx % per_image]
         buf = buffers.get(worker)
         K.conv_direct_backward_block(
-            go5, x5, w5, dx, parts, r - first, i0, i1, g0, g1, geo, cg, fg, band, buf
+            go5, x5, w5, dx, partials.parts, r - first, i0, i1, g0, g1, geo, cg, fg, band, buf
         )
 
     items = len(images) * per_image
     workers = _workers(2.0 * n * f * L * ckg, items, scratch * itemsize)
     buffers = _Buffers(workers, scratch, dtype)
-    spans = _pieces(part, max(1 << 14, ceil(part / max(1, workers))))
-    for round_ in rounds:
-        first, count = round_[0], len(round_)
-        run_items(lambda wk, idx, s=first: item(wk, idx, s), count * per_image, workers)
-        flat = parts[:count].reshape(count, part)
-        run_items(lambda wk, p, fl=flat: K.accumulate(acc, fl, *spans[p]), len(spans), workers)
-    if not np.isfinite(acc).all():
+    partials.run(item, per_image, workers)
+    if not np.isfinite(partials.acc).all():
         return None
-    acc3 = acc.reshape(groups, fg, ckg + 1)
-    return dx, np.ascontiguousarray(acc3[:, :, :ckg]), acc3[:, :, ckg].reshape(f)
+    return dx, *partials.dw_db()
