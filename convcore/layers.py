@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ._api import conv2d, conv2d_backward
+from ._layer_base import _Layer
 
 __all__ = ["Conv2D"]
 
 Array = Any
 
 
-class Conv2D:
+class Conv2D(_Layer):
     """A 2-D convolution layer that caches its input for the backward pass.
 
     Parameters
@@ -30,6 +31,8 @@ class Conv2D:
     >>> dx.shape, dw.shape, db.shape
     ((2, 3, 8, 8), (4, 3, 3, 3), (4,))
     """
+
+    _option_names = ("stride", "padding", "dilation", "groups", "layout", "backend")
 
     def __init__(
         self,
@@ -53,16 +56,6 @@ class Conv2D:
         self.backend = backend
         self.input: Array | None = None
 
-    def _options(self) -> dict:
-        return {
-            "stride": self.stride,
-            "padding": self.padding,
-            "dilation": self.dilation,
-            "groups": self.groups,
-            "layout": self.layout,
-            "backend": self.backend,
-        }
-
     def forward(self, x: Array, /) -> Array:
         """Convolve ``x`` (N, C, H, W, or as ``layout`` says); remember it for :meth:`backward`."""
         out = conv2d(x, self.weight, self.bias, **self._options())
@@ -77,9 +70,8 @@ class Conv2D:
         ``db`` (the sum of ``grad_out`` over batch and space) is returned also
         for a layer without bias, as :func:`convcore.conv2d_backward` does.
         """
-        if self.input is None:
-            raise RuntimeError("Conv2D.backward() called before forward(): no input is cached")
-        return conv2d_backward(grad_out, self.input, self.weight, **self._options())
+        x = self._cached(self.input, "input")
+        return conv2d_backward(grad_out, x, self.weight, **self._options())
 
     def __repr__(self) -> str:
         shape = tuple(self.weight.shape)

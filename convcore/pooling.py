@@ -30,6 +30,7 @@ from typing import Any
 import array_api_compat
 
 from ._api import _check_floating, _namespace, col2im, im2col
+from ._layer_base import _Layer
 from ._registry import dtype_name
 from .geometry import normalize_padding, normalize_tuple
 
@@ -657,7 +658,7 @@ def avg_pool2d_backward(
 # ---------------------------------------------------------------------------
 # layers
 # ---------------------------------------------------------------------------
-class MaxPool2D:
+class MaxPool2D(_Layer):
     """A max-pooling layer that caches its input for the backward pass.
 
     Parameters
@@ -681,6 +682,8 @@ class MaxPool2D:
            [0., 1., 0., 1.]])
     """
 
+    _option_names = ("stride", "padding", "dilation", "ceil_mode", "backend")
+
     def __init__(
         self,
         kernel_size,
@@ -700,15 +703,6 @@ class MaxPool2D:
         self.backend = backend
         self.input: Array | None = None
 
-    def _options(self) -> dict:
-        return {
-            "stride": self.stride,
-            "padding": self.padding,
-            "dilation": self.dilation,
-            "ceil_mode": self.ceil_mode,
-            "backend": self.backend,
-        }
-
     def forward(self, x: Array, /) -> Array:
         """Pool ``x`` (N, C, H, W) and remember it for :meth:`backward`."""
         out = max_pool2d(x, self.kernel_size, **self._options())
@@ -719,9 +713,8 @@ class MaxPool2D:
 
     def backward(self, grad_out: Array, /) -> Array:
         """``dx`` for the input of the last :meth:`forward` call."""
-        if self.input is None:
-            raise RuntimeError("MaxPool2D.backward() called before forward(): no input is cached")
-        return max_pool2d_backward(grad_out, self.input, self.kernel_size, **self._options())
+        x = self._cached(self.input, "input")
+        return max_pool2d_backward(grad_out, x, self.kernel_size, **self._options())
 
     def __repr__(self) -> str:
         return (
@@ -731,7 +724,7 @@ class MaxPool2D:
         )
 
 
-class AvgPool2D:
+class AvgPool2D(_Layer):
     """An average-pooling layer that caches its input's shape for the backward pass.
 
     Parameters
@@ -751,6 +744,15 @@ class AvgPool2D:
     >>> pool.backward(np.ones_like(y)).shape
     (1, 1, 4, 4)
     """
+
+    _option_names = (
+        "stride",
+        "padding",
+        "ceil_mode",
+        "count_include_pad",
+        "divisor_override",
+        "backend",
+    )
 
     def __init__(
         self,
@@ -773,16 +775,6 @@ class AvgPool2D:
         self.backend = backend
         self.input_shape: tuple[int, ...] | None = None
 
-    def _options(self) -> dict:
-        return {
-            "stride": self.stride,
-            "padding": self.padding,
-            "ceil_mode": self.ceil_mode,
-            "count_include_pad": self.count_include_pad,
-            "divisor_override": self.divisor_override,
-            "backend": self.backend,
-        }
-
     def forward(self, x: Array, /) -> Array:
         """Pool ``x`` (N, C, H, W) and remember its shape for :meth:`backward`."""
         out = avg_pool2d(x, self.kernel_size, **self._options())
@@ -793,11 +785,8 @@ class AvgPool2D:
 
     def backward(self, grad_out: Array, /) -> Array:
         """``dx`` for the input of the last :meth:`forward` call."""
-        if self.input_shape is None:
-            raise RuntimeError(
-                "AvgPool2D.backward() called before forward(): no input shape is cached"
-            )
-        return avg_pool2d_backward(grad_out, self.input_shape, self.kernel_size, **self._options())
+        shape = self._cached(self.input_shape, "input shape")
+        return avg_pool2d_backward(grad_out, shape, self.kernel_size, **self._options())
 
     def __repr__(self) -> str:
         return (

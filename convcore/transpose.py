@@ -38,6 +38,7 @@ from ._api import (
     im2col,
     resolve_backend,
 )
+from ._layer_base import _Layer
 from ._registry import dtype_name
 from .geometry import ConvGeometry, conv_geometry, normalize_padding, normalize_tuple
 
@@ -462,7 +463,7 @@ def conv_transpose2d_backward(
 # ---------------------------------------------------------------------------
 # layer
 # ---------------------------------------------------------------------------
-class ConvTranspose2D:
+class ConvTranspose2D(_Layer):
     """A 2-D transposed convolution layer that caches its input for the backward pass.
 
     Parameters
@@ -484,6 +485,8 @@ class ConvTranspose2D:
     >>> dx.shape, dw.shape, db.shape
     ((2, 4, 5, 5), (4, 3, 3, 3), (3,))
     """
+
+    _option_names = ("stride", "padding", "output_padding", "groups", "dilation", "backend")
 
     def __init__(
         self,
@@ -507,16 +510,6 @@ class ConvTranspose2D:
         self.backend = backend
         self.input: Array | None = None
 
-    def _options(self) -> dict:
-        return {
-            "stride": self.stride,
-            "padding": self.padding,
-            "output_padding": self.output_padding,
-            "groups": self.groups,
-            "dilation": self.dilation,
-            "backend": self.backend,
-        }
-
     def forward(self, x: Array, /) -> Array:
         """Transposed-convolve ``x`` (N, C_in, H, W) and remember it for :meth:`backward`."""
         out = conv_transpose2d(x, self.weight, self.bias, **self._options())
@@ -530,11 +523,8 @@ class ConvTranspose2D:
 
         ``db`` is returned also for a layer without bias.
         """
-        if self.input is None:
-            raise RuntimeError(
-                "ConvTranspose2D.backward() called before forward(): no input is cached"
-            )
-        return conv_transpose2d_backward(grad_out, self.input, self.weight, **self._options())
+        x = self._cached(self.input, "input")
+        return conv_transpose2d_backward(grad_out, x, self.weight, **self._options())
 
     def __repr__(self) -> str:
         return (
