@@ -19,9 +19,9 @@ from ._api import (
     conv_backward,
     im2col,
     reshape_gemm_output,
-    resolve_backend,
 )
 from ._config import get_backend, set_backend, use_backend
+from ._dispatch import resolve_backend
 from ._registry import BackendInfo, BackendSpec, available_backends, register_backend
 from ._version import __version__
 from .errors import (

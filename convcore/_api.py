@@ -1,38 +1,33 @@
-"""Public functions: validate, infer the namespace, pick a backend, call its kernel.
+"""Public operators of the convolution: im2col, col2im and conv (1-D to 3-D), forward and backward.
 
-Three things are handled here once, for every backend:
-
-* **Spatial rank.**  ``im2col``, ``col2im``, ``conv`` and ``conv_backward`` take
-  1, 2 or 3 spatial axes (any number, where the backend declares it).  A
-  backend that declares 2-D but not 1-D kernels runs a 1-D call as 2-D with a
-  height of 1 (a reshape, no copy).
-* **Layout.**  ``layout="NHWC"`` (channels last; ``"NWC"``, ``"NDHWC"``) or any
-  order of the letters ``N``, ``C`` and the spatial letters: the kernels see a
-  channels-first view (``permute_dims``, no copy) and the result is handed back
-  as a view in the caller's layout.  Backends that need contiguous input copy it.
-* **Half precision.**  float16 / bfloat16 input on a backend that declares
-  float32 but not the half type is computed in float32 (accumulation included)
-  and rounded back once at the end.
+Each validates its arguments (:mod:`convcore._validation`), hands a
+channels-first view of the caller's arrays to the backend that
+:func:`convcore._dispatch.select` chooses, and returns the result in the
+caller's layout, library, device and dtype.  Spatial rank, layout and half
+precision are handled there, once, for every backend (see those modules).
 """
 
 from __future__ import annotations
 
-import operator
 from math import prod
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import array_api_compat
-
-from ._config import AUTO, requested_backend
-from ._registry import device_kind, dtype_name, get_registry, namespace_name
-from .errors import BackendCapabilityError, BackendUnavailableError
-from .geometry import ConvGeometry, conv_geometry
-
-if TYPE_CHECKING:
-    pass
+from ._dispatch import resolve_backend, select
+from ._validation import (
+    SPATIAL_LETTERS,
+    Layout,
+    check_floating,
+    check_groups,
+    check_ndim,
+    check_nonempty,
+    check_same,
+    namespace,
+    spatial_rank,
+    zeros,
+)
+from .geometry import conv_geometry
 
 Array = Any
-ArrayNamespace = Any
 
 __all__ = [
     "col2im",
@@ -48,303 +43,6 @@ __all__ = [
     "reshape_gemm_output",
     "resolve_backend",
 ]
-
-
-# ---------------------------------------------------------------------------
-# validation helpers
-# ---------------------------------------------------------------------------
-def _namespace(**arrays) -> ArrayNamespace:
-    """The common array namespace of the named arrays (None values are skipped)."""
-    spaces = {}
-    for name, arr in arrays.items():
-        if arr is None:
-            continue
-        if not array_api_compat.is_array_api_obj(arr):
-            raise TypeError(
-                f"{name} must be an array (NumPy, CuPy, PyTorch, JAX, Dask or another "
-                f"array-API library), got {type(arr).__name__}"
-            )
-        spaces[name] = array_api_compat.array_namespace(arr)
-    first_name, xp = next(iter(spaces.items()))
-    for name, other in spaces.items():
-        if other is not xp:
-            raise TypeError(
-                f"{name} is a {namespace_name(other)} array but {first_name} is a "
-                f"{namespace_name(xp)} array; convert them to one array library first"
-            )
-    return xp
-
-
-def _check_ndim(name: str, arr, layout: str) -> None:
-    if arr.ndim != len(layout.split(", ")):
-        raise ValueError(
-            f"{name} must be {len(layout.split(', '))}-D ({layout}), got shape {tuple(arr.shape)}"
-        )
-
-
-def _check_same(xp, ref_name: str, ref, **others) -> None:
-    """dtype and device of every array in ``others`` must equal those of ``ref``."""
-    for name, arr in others.items():
-        if arr is None:
-            continue
-        if arr.dtype != ref.dtype:
-            raise TypeError(
-                f"{name} has dtype {dtype_name(xp, arr.dtype)} but {ref_name} has dtype "
-                f"{dtype_name(xp, ref.dtype)}; they must match"
-            )
-        if array_api_compat.device(arr) != array_api_compat.device(ref):
-            raise ValueError(
-                f"{name} is on device {array_api_compat.device(arr)!r} but {ref_name} is on "
-                f"{array_api_compat.device(ref)!r}; they must be on the same device"
-            )
-
-
-def _check_floating(xp, name: str, arr, func: str) -> None:
-    if not xp.isdtype(arr.dtype, "real floating"):
-        raise TypeError(
-            f"{func} needs a real floating-point {name}, got dtype {dtype_name(xp, arr.dtype)}"
-        )
-
-
-def _check_nonempty(name: str, shape, layout: str) -> None:
-    """Every axis but the batch axis must be known and non-empty."""
-    labels = layout.split(", ")
-    for label, size in zip(labels, shape):
-        if label == "N":
-            continue
-        if size is None:
-            raise ValueError(f"{name} has an unknown size along its {label} axis: {shape}")
-        if size < 1:
-            raise ValueError(
-                f"{name} must have a non-empty {label} axis ({layout}), got shape {shape}"
-            )
-
-
-def _check_groups(groups) -> int:
-    if isinstance(groups, bool):
-        raise TypeError(f"groups must be a positive integer, got {groups!r}")
-    try:
-        groups = operator.index(groups)
-    except TypeError:
-        raise TypeError(f"groups must be a positive integer, got {groups!r}") from None
-    if groups < 1:
-        raise ValueError(f"groups must be a positive integer, got {groups}")
-    return groups
-
-
-def _zeros(xp, shape, like):
-    return xp.zeros(shape, dtype=like.dtype, device=array_api_compat.device(like))
-
-
-# ---------------------------------------------------------------------------
-# layouts
-# ---------------------------------------------------------------------------
-_SPATIAL_LETTERS = {1: "W", 2: "HW", 3: "DHW"}
-_CHANNELS_FIRST = {nd: "NC" + letters for nd, letters in _SPATIAL_LETTERS.items()}
-_CHANNELS_LAST = {nd: "N" + letters + "C" for nd, letters in _SPATIAL_LETTERS.items()}
-
-
-class _Layout:
-    """Where N, C and the spatial axes sit in the caller's arrays.
-
-    ``perm`` takes a caller array to channels-first ``(N, C, *spatial)`` with
-    ``permute_dims`` (a view); ``inverse`` takes a channels-first result back.
-    Both are None for channels-first input, which is passed through untouched.
-    """
-
-    def __init__(self, layout, nd: int, name: str = "layout"):
-        if not isinstance(layout, str):
-            raise TypeError(f"{name} must be a string such as 'NCHW' or 'NHWC', got {layout!r}")
-        spelled = layout.strip()
-        key = spelled.lower()
-        if key in ("channels_first", "ncl"):
-            letters = _CHANNELS_FIRST.get(nd, "")
-        elif key in ("channels_last", "nlc"):
-            letters = _CHANNELS_LAST.get(nd, "")
-        else:
-            letters = spelled.upper()
-        spatial = _SPATIAL_LETTERS.get(nd)
-        expected = (
-            f"{_CHANNELS_FIRST[nd]!r}, {_CHANNELS_LAST[nd]!r}, 'channels_first', "
-            f"'channels_last', or another order of the letters N, C, {', '.join(spatial)}"
-            if spatial
-            else "'channels_first' (more than 3 spatial axes have no letters)"
-        )
-        ok = (
-            spatial is not None
-            and len(letters) == nd + 2
-            and sorted(letters) == sorted("NC" + spatial)
-            and [c for c in letters if c in spatial] == list(spatial)
-        ) or (key == "channels_first")
-        if not ok:
-            raise ValueError(
-                f"{name}={layout!r} does not describe an array with {nd} spatial "
-                f"ax{'is' if nd == 1 else 'es'}; expected {expected}"
-            )
-        if key == "channels_first" and spatial is None:
-            letters = "NC" + "".join(f"{i}" for i in range(nd))
-        self.letters = letters
-        self.nd = nd
-        order = [letters.index("N"), letters.index("C")]
-        order += [i for i, c in enumerate(letters) if c not in "NC"]
-        identity = order == list(range(nd + 2))
-        self.perm = None if identity else tuple(order)
-        self.inverse = None if identity else tuple(order.index(i) for i in range(nd + 2))
-
-    @property
-    def labels(self) -> str:
-        """``"N, H, W, C"``-style labels for error messages."""
-        return ", ".join(self.letters)
-
-    def shape_from_first(self, shape) -> tuple:
-        """The caller-layout shape of a channels-first shape."""
-        return tuple(shape) if self.inverse is None else tuple(shape[i] for i in self.inverse)
-
-    def to_first(self, xp, a):
-        return a if self.perm is None else xp.permute_dims(a, self.perm)
-
-    def from_first(self, xp, a):
-        return a if self.inverse is None else xp.permute_dims(a, self.inverse)
-
-
-def _spatial_rank(name: str, arr, minimum: int = 3) -> int:
-    if arr.ndim < minimum:
-        raise ValueError(
-            f"{name} must have a batch axis, a channel axis and at least one spatial axis "
-            f"(3-D for 1-D data, 4-D for images, 5-D for volumes), got shape {tuple(arr.shape)}"
-        )
-    return arr.ndim - 2
-
-
-# ---------------------------------------------------------------------------
-# dispatch
-# ---------------------------------------------------------------------------
-_HALF = ("float16", "bfloat16")
-
-
-class _Plan:
-    """How a backend runs one call: its kernel, compute dtype and spatial rank."""
-
-    __slots__ = ("compute_dtype", "kernel", "lift", "name")
-
-    def __init__(self, name, kernel, compute_dtype, lift):
-        self.name = name
-        self.kernel = kernel
-        self.compute_dtype = compute_dtype  # None: the input's own dtype
-        self.lift = lift  # True: a 1-D call runs as 2-D with a height of 1
-
-
-def _declared(spec, op: str, dtype: str, nd: int):
-    """``(compute_dtype or None, lift)`` when ``spec`` can run this, else the reason."""
-    dtypes = spec.dtypes_for(op)
-    if dtype in dtypes:
-        compute = None
-    elif dtype in _HALF and "float32" in dtypes:
-        compute = "float32"
-    else:
-        return f"it does not support dtype {dtype} for {op} (it supports {sorted(dtypes)})"
-    dims = spec.spatial_dims
-    if dims is None or nd in dims:
-        lift = False
-    elif nd == 1 and 2 in dims:
-        lift = True
-    else:
-        return (
-            f"it does not support {nd} spatial axes (it supports "
-            f"{', '.join(f'{d}-D' for d in sorted(dims))})"
-        )
-    return compute, lift
-
-
-def _problem(registry, name, op, xp_name, device, dtype, nd):
-    reason = registry.capability_problem(name, op, xp_name, device, None)
-    if reason is not None:
-        return reason
-    return _declared(registry.spec(name), op, dtype, nd)
-
-
-def _select(op: str, xp, ref, backend: str | None, nd: int = 2) -> _Plan:
-    name, found = _choose(op, xp, ref, backend, nd)
-    kernel = get_registry().kernels(name)[op]
-    return _Plan(name, kernel, *found)
-
-
-def _choose(op: str, xp, ref, backend: str | None, nd: int = 2):
-    """The backend that runs ``op`` on ``ref`` and its plan, without loading its kernels."""
-    name, source = requested_backend(backend)
-    registry = get_registry()
-    xp_name = namespace_name(xp)
-    device = device_kind(xp_name, ref)
-    dtype = dtype_name(xp, ref.dtype)
-    rank = "" if nd == 2 else f" with {nd} spatial ax{'is' if nd == 1 else 'es'}"
-    what = f"{op} on {xp_name} {dtype} arrays{rank} on {device!r}"
-    if name == AUTO:
-        declined = []
-        for candidate in registry.names():
-            # Declared capabilities first: checking them imports nothing, so a backend
-            # that cannot take this input (cupy for NumPy arrays) is never probed.
-            found = _problem(registry, candidate, op, xp_name, device, dtype, nd)
-            if not isinstance(found, str):
-                reason = registry.unavailable_reason(candidate)
-                if reason is None:
-                    return candidate, found
-                found = reason
-            declined.append(f"{candidate}: {found}")
-        raise BackendCapabilityError(f"no backend can run {what}; " + "; ".join(declined))
-    reason = registry.unavailable_reason(name)
-    if reason is not None:
-        raise BackendUnavailableError(
-            f"backend {name!r} (selected by {source}) is unavailable: {reason}"
-        )
-    found = _problem(registry, name, op, xp_name, device, dtype, nd)
-    if isinstance(found, str):
-        raise BackendCapabilityError(
-            f"backend {name!r} (selected by {source}) cannot run {what}: {found}"
-        )
-    return name, found
-
-
-def resolve_backend(op: str, x: Array, /, *, backend: str | None = None) -> str:
-    """Name of the backend that would run ``op`` on ``x`` (``"conv"``, ``"im2col"``, ...).
-
-    Applies the full selection chain (keyword, context, :func:`set_backend`,
-    ``CONVCORE_BACKEND``, configuration files, ``auto``) and raises the same
-    errors the operation itself would.  ``x`` is channels-first; its number of
-    spatial axes is ``x.ndim - 2``.
-    """
-    xp = _namespace(x=x)
-    nd = max(1, x.ndim - 2)
-    return _choose(op, xp, x, backend, nd)[0]
-
-
-def _cast(xp, plan: _Plan, *arrays):
-    if plan.compute_dtype is None:
-        return arrays
-    target = getattr(xp, plan.compute_dtype)
-    return tuple(None if a is None else xp.astype(a, target) for a in arrays)
-
-
-def _uncast(xp, plan: _Plan, dtype, result):
-    if plan.compute_dtype is None:
-        return result
-    return xp.astype(result, dtype)
-
-
-def _lift(xp, a, insert_at: int = 2):
-    """``(N, C, W)`` -> ``(N, C, 1, W)`` (a reshape: no copy)."""
-    shape = tuple(a.shape)
-    return xp.reshape(a, (*shape[:insert_at], 1, *shape[insert_at:]))
-
-
-def _lift_geometry(geom: ConvGeometry) -> ConvGeometry:
-    """The 2-D geometry (height 1) that a 1-D geometry runs as."""
-    return conv_geometry(
-        (1, *geom.input_size),
-        (1, *geom.kernel_size),
-        stride=(1, *geom.stride),
-        padding=(0, 0, *geom.padding),
-        dilation=(1, *geom.dilation),
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -413,23 +111,21 @@ def im2col(
            [1, 2, 3],
            [2, 3, 4]])
     """
-    xp = _namespace(x=x)
-    nd = _spatial_rank("x", x)
-    lay = _Layout(layout, nd)
-    _check_ndim("x", x, lay.labels)
-    _check_nonempty("x", tuple(x.shape), lay.labels)
+    xp = namespace(x=x)
+    nd = spatial_rank("x", x)
+    lay = Layout(layout, nd)
+    check_ndim("x", x, lay.labels)
+    check_nonempty("x", tuple(x.shape), lay.labels)
     x = lay.to_first(xp, x)
     geom = conv_geometry(
         tuple(x.shape[2:]), kernel_size, stride=stride, padding=padding, dilation=dilation
     )
     n, c = x.shape[0], x.shape[1]
-    plan = _select("im2col", xp, x, backend, nd)
+    plan = select("im2col", xp, x, backend, nd)
     if n == 0:
-        return _zeros(xp, (0, c * geom.kernel_numel, geom.output_numel), x)
-    (xc,) = _cast(xp, plan, x)
-    if plan.lift:
-        xc, geom = _lift(xp, xc), _lift_geometry(geom)
-    return _uncast(xp, plan, x.dtype, plan.kernel(xp, xc, geom))
+        return zeros(xp, (0, c * geom.kernel_numel, geom.output_numel), x)
+    (xc,) = plan.cast(xp, x)
+    return plan.uncast(xp, x.dtype, plan.im2col(xp, xc, geom))
 
 
 def col2im(
@@ -473,8 +169,8 @@ def col2im(
     --------
     reshape_gemm_output : the plain reshape the seed document calls "col2im".
     """
-    xp = _namespace(cols=cols)
-    _check_ndim("cols", cols, "N, C*KH*KW, L")
+    xp = namespace(cols=cols)
+    check_ndim("cols", cols, "N, C*KH*KW, L")
     if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__"):
         raise TypeError(
             f"input_size must be a tuple of spatial sizes such as (H, W), got {input_size!r}"
@@ -482,7 +178,7 @@ def col2im(
     nd = len(input_size)
     if nd < 1:
         raise ValueError(f"input_size must name at least one spatial size, got {input_size!r}")
-    lay = _Layout(layout, nd)
+    lay = Layout(layout, nd)
     geom = conv_geometry(input_size, kernel_size, stride=stride, padding=padding, dilation=dilation)
     n, rows, length = cols.shape
     k = geom.kernel_numel
@@ -497,16 +193,11 @@ def col2im(
             f"{geom.output_size} (input_size {geom.input_size}, kernel_size {geom.kernel_size}, "
             f"stride {geom.stride}, padding {geom.padding}, dilation {geom.dilation})"
         )
-    plan = _select("col2im", xp, cols, backend, nd)
+    plan = select("col2im", xp, cols, backend, nd)
     if n == 0:
-        return lay.from_first(xp, _zeros(xp, (0, rows // k, *geom.input_size), cols))
-    (cc,) = _cast(xp, plan, cols)
-    if plan.lift:
-        out = plan.kernel(xp, cc, _lift_geometry(geom))
-        out = xp.reshape(out, (n, rows // k, *geom.input_size))
-    else:
-        out = plan.kernel(xp, cc, geom)
-    return lay.from_first(xp, _uncast(xp, plan, cols.dtype, out))
+        return lay.from_first(xp, zeros(xp, (0, rows // k, *geom.input_size), cols))
+    (cc,) = plan.cast(xp, cols)
+    return lay.from_first(xp, plan.uncast(xp, cols.dtype, plan.col2im(xp, cc, geom)))
 
 
 def reshape_gemm_output(y: Array, /, output_size) -> Array:
@@ -515,8 +206,8 @@ def reshape_gemm_output(y: Array, /, output_size) -> Array:
     This is the step the seed document calls "col2im": a plain reshape with no
     summation.  It is *not* :func:`col2im`, which sums overlapping patches.
     """
-    xp = _namespace(y=y)
-    _check_ndim("y", y, "N, F, L")
+    xp = namespace(y=y)
+    check_ndim("y", y, "N, F, L")
     size = tuple(output_size)
     if prod(size) != y.shape[2]:
         raise ValueError(
@@ -528,23 +219,32 @@ def reshape_gemm_output(y: Array, /, output_size) -> Array:
 # ---------------------------------------------------------------------------
 # convolution
 # ---------------------------------------------------------------------------
+_FORWARD = object()  # grad_out of a forward call: no such argument
+
+
 def _conv_setup(
-    func, x, weight, bias, groups, stride, padding, dilation, layout, nd, grad_out=None
+    func, x, weight, bias, groups, stride, padding, dilation, layout, nd, grad_out=_FORWARD
 ):
     """Validate a convolution call; return ``xp, geom, groups, layout`` and the
-    channels-first views of ``x`` and ``grad_out``."""
-    xp = _namespace(x=x, weight=weight, bias=bias, grad_out=grad_out)
-    if nd is None:
-        nd = _spatial_rank("x", x)
-    lay = _Layout(layout, nd)
-    spatial = _SPATIAL_LETTERS.get(nd, "")
-    _check_ndim("x", x, lay.labels)
+    channels-first views of ``x`` and ``grad_out`` (a backward call when
+    ``grad_out`` is not ``_FORWARD``)."""
+    backward = grad_out is not _FORWARD
+    if not backward:
+        grad_out = None
+    arrays = {"x": x, "weight": weight, "bias": bias}
+    if backward:
+        arrays = {"x": x, "weight": weight, "grad_out": grad_out}
+    xp = namespace(optional=("bias",), **arrays)
+    nd = spatial_rank("x", x, nd)
+    lay = Layout(layout, nd)
+    spatial = SPATIAL_LETTERS.get(nd, "")
+    check_ndim("x", x, lay.labels)
     kernel_labels = ", ".join(f"K{c}" for c in spatial) if spatial else f"{nd} kernel sizes"
-    _check_ndim("weight", weight, f"F, C/groups, {kernel_labels}")
-    _check_floating(xp, "x", x, func)
-    _check_same(xp, "x", x, weight=weight, bias=bias, grad_out=grad_out)
-    groups = _check_groups(groups)
-    _check_nonempty("x", tuple(x.shape), lay.labels)
+    check_ndim("weight", weight, f"F, C/groups, {kernel_labels}")
+    check_floating(xp, "x", x, func)
+    check_same(xp, "x", x, weight=weight, bias=bias, grad_out=grad_out)
+    groups = check_groups(groups)
+    check_nonempty("x", tuple(x.shape), lay.labels)
     x = lay.to_first(xp, x)
     shape = tuple(x.shape)
     f, cg = weight.shape[0], weight.shape[1]
@@ -570,7 +270,7 @@ def _conv_setup(
         dilation=dilation,
         kernel_name=f"weight's kernel size ({kernel_labels})",
     )
-    if grad_out is not None:
+    if backward:
         expected = lay.shape_from_first((shape[0], f, *geom.output_size))
         if tuple(grad_out.shape) != expected:
             raise ValueError(
@@ -585,18 +285,13 @@ def _run_conv(func, x, weight, bias, stride, padding, dilation, groups, layout, 
     xp, geom, groups, lay, xf, _ = _conv_setup(
         func, x, weight, bias, groups, stride, padding, dilation, layout, nd
     )
-    nd = geom.nd
-    plan = _select("conv", xp, xf, backend, nd)
+    plan = select("conv", xp, xf, backend, geom.nd)
     n, f = xf.shape[0], weight.shape[0]
     if n == 0:
-        return lay.from_first(xp, _zeros(xp, (0, f, *geom.output_size), x))
-    xc, wc, bc = _cast(xp, plan, xf, weight, bias)
-    if plan.lift:
-        out = plan.kernel(xp, _lift(xp, xc), _lift(xp, wc), bc, _lift_geometry(geom), groups)
-        out = xp.reshape(out, (n, f, *geom.output_size))
-    else:
-        out = plan.kernel(xp, xc, wc, bc, geom, groups)
-    return lay.from_first(xp, _uncast(xp, plan, x.dtype, out))
+        return lay.from_first(xp, zeros(xp, (0, f, *geom.output_size), x))
+    xc, wc, bc = plan.cast(xp, xf, weight, bias)
+    out = plan.conv(xp, xc, wc, bc, geom, groups)
+    return lay.from_first(xp, plan.uncast(xp, x.dtype, out))
 
 
 def _run_conv_backward(
@@ -605,22 +300,16 @@ def _run_conv_backward(
     xp, geom, groups, lay, xf, gf = _conv_setup(
         func, x, weight, None, groups, stride, padding, dilation, layout, nd, grad_out=grad_out
     )
-    plan = _select("conv_backward", xp, xf, backend, geom.nd)
+    plan = select("conv_backward", xp, xf, backend, geom.nd)
     if xf.shape[0] == 0:
         return (
-            _zeros(xp, tuple(x.shape), x),
-            _zeros(xp, tuple(weight.shape), x),
-            _zeros(xp, (weight.shape[0],), x),
+            zeros(xp, tuple(x.shape), x),
+            zeros(xp, tuple(weight.shape), x),
+            zeros(xp, (weight.shape[0],), x),
         )
-    gc, xc, wc = _cast(xp, plan, gf, xf, weight)
-    if plan.lift:
-        dx, dw, db = plan.kernel(
-            xp, _lift(xp, gc), _lift(xp, xc), _lift(xp, wc), _lift_geometry(geom), groups
-        )
-        dx, dw = xp.reshape(dx, tuple(xf.shape)), xp.reshape(dw, tuple(weight.shape))
-    else:
-        dx, dw, db = plan.kernel(xp, gc, xc, wc, geom, groups)
-    dx, dw, db = (_uncast(xp, plan, x.dtype, a) for a in (dx, dw, db))
+    gc, xc, wc = plan.cast(xp, gf, xf, weight)
+    dx, dw, db = plan.conv_backward(xp, gc, xc, wc, geom, groups)
+    dx, dw, db = (plan.uncast(xp, x.dtype, a) for a in (dx, dw, db))
     return lay.from_first(xp, dx), dw, db
 
 

@@ -24,9 +24,11 @@ from .errors import BackendUnavailableError, UnknownBackendError
 
 __all__ = [
     "ALL_OPS",
+    "DERIVED_OPS",
     "INTEGER_DTYPES",
     "BackendInfo",
     "BackendSpec",
+    "Support",
     "available_backends",
     "get_registry",
     "register_backend",
@@ -35,6 +37,25 @@ __all__ = [
 
 #: The operations a backend may implement (see the kernel interface in the docs).
 ALL_OPS = frozenset({"im2col", "col2im", "conv", "conv_backward"})
+
+#: The operators the core builds on those ops, and the ops each one runs on the
+#: backend: a backend that declares these runs the operator (pooling reduces
+#: im2col's columns and sums its gradient with col2im; the transposed convolution
+#: is a GEMM and col2im, its gradients a convolution and an im2col).
+DERIVED_OPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "max_pool": ("im2col",),
+        "max_pool_backward": ("im2col", "col2im"),
+        "avg_pool": ("im2col",),
+        "avg_pool_backward": ("col2im",),
+        "conv_transpose": ("col2im",),
+        "conv_transpose_backward": ("conv", "im2col"),
+    }
+)
+
+#: Half-precision dtypes that run in float32 (and are rounded back once) on a
+#: backend that declares float32 but not them.
+HALF_DTYPES = ("float16", "bfloat16")
 
 #: The integer dtype names: what backends whose im2col/col2im only move data
 #: declare for those ops in ``BackendSpec.op_dtypes``.
@@ -57,6 +78,33 @@ _DTYPE_NAMES = (
     "uint64",
     "bool",
 )
+
+
+@dataclass(frozen=True)
+class Support:
+    """The answer of :meth:`BackendSpec.supports`: whether, and how, a backend runs a call.
+
+    Attributes
+    ----------
+    reason : str or None
+        None when the backend declares everything the call needs, else why not
+        (``"it does not accept torch arrays (it accepts ['numpy'])"``).
+    compute_dtype : str or None
+        ``"float32"`` when a float16/bfloat16 call runs in float32 (the backend
+        declares float32 but not the half type); None for the call's own dtype.
+    lift : bool
+        True when a 1-D call runs as 2-D with a height of 1 (the backend declares
+        2-D but not 1-D kernels).
+
+    ``bool(support)`` is True when the backend supports the call.
+    """
+
+    reason: str | None = None
+    compute_dtype: str | None = None
+    lift: bool = False
+
+    def __bool__(self) -> bool:
+        return self.reason is None
 
 
 def _frozen(value, name: str) -> frozenset[str] | None:
@@ -174,10 +222,89 @@ class BackendSpec:
             )
 
     def dtypes_for(self, op: str) -> frozenset[str]:
-        """The dtype names ``op`` accepts: ``op_dtypes[op]`` when given, else ``dtypes``."""
+        """The dtype names ``op`` accepts: ``op_dtypes[op]`` when given, else ``dtypes``.
+
+        For an operator of :data:`DERIVED_OPS`, the dtypes every op it runs accepts.
+        """
+        needed = DERIVED_OPS.get(op)
+        if needed is not None:
+            return frozenset.intersection(*(self.dtypes_for(o) for o in needed))
         if self.op_dtypes is not None and op in self.op_dtypes:
             return self.op_dtypes[op]
         return self.dtypes
+
+    def supports(
+        self,
+        op: str | None,
+        *,
+        namespace: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        nd: int | None = None,
+    ) -> Support:
+        """Whether this backend declares what a call needs, and how it runs it.
+
+        The one capability rule of convcore: dispatch, ``convcore info``,
+        ``convcore check``, the documentation and the tests all ask this method.
+        A criterion left as None is not checked.
+
+        Parameters
+        ----------
+        op : str or None
+            An op of :data:`ALL_OPS` or an operator of :data:`DERIVED_OPS`
+            (``"max_pool"``, ``"conv_transpose_backward"``, ...), which needs the
+            ops it runs on the backend; None for the backend as a whole (its
+            ``dtypes``).
+        namespace : str, optional
+            Array namespace name (``"numpy"``, ``"torch"``, ...).
+        device : str, optional
+            Device kind (``"cpu"``, ``"cuda"``).
+        dtype : str, optional
+            dtype name.  float16 and bfloat16 are supported where float32 is and
+            computed in float32 (``compute_dtype``).
+        nd : int, optional
+            Number of spatial axes.  1 is supported where 2 is, as 2-D with a
+            height of 1 (``lift``).
+
+        Returns
+        -------
+        Support
+            Falsy, with the ``reason``, when something is not declared.
+        """
+        needed = () if op is None else DERIVED_OPS.get(op, (op,))
+        missing = [o for o in needed if o not in self.ops]
+        if missing:
+            which = f"{op!r}" if needed == (op,) else f"{missing[0]!r}, which {op} needs,"
+            return Support(f"it does not implement {which} (it implements {sorted(self.ops)})")
+        if namespace is not None and self.namespaces is not None:
+            if namespace not in self.namespaces:
+                return Support(
+                    f"it does not accept {namespace} arrays (it accepts {sorted(self.namespaces)})"
+                )
+        if device is not None and self.devices is not None and device not in self.devices:
+            return Support(
+                f"it does not run on {device!r} devices (it runs on {sorted(self.devices)})"
+            )
+        compute = None
+        if dtype is not None:
+            dtypes = self.dtypes if op is None else self.dtypes_for(op)
+            if dtype not in dtypes:
+                if dtype not in HALF_DTYPES or "float32" not in dtypes:
+                    what = "" if op is None else f" for {op}"
+                    return Support(
+                        f"it does not support dtype {dtype}{what} (it supports {sorted(dtypes)})"
+                    )
+                compute = "float32"
+        lift = False
+        dims = self.spatial_dims
+        if nd is not None and dims is not None and nd not in dims:
+            if nd != 1 or 2 not in dims:
+                return Support(
+                    f"it does not support {nd} spatial axes (it supports "
+                    f"{', '.join(f'{d}-D' for d in sorted(dims))})"
+                )
+            lift = True
+        return Support(None, compute, lift)
 
 
 @dataclass(frozen=True)
@@ -197,6 +324,13 @@ class BackendInfo:
     plugin: str = field(default="")
     spatial_dims: frozenset[int] | None = None
     op_dtypes: Mapping[str, frozenset[str]] | None = None
+    spec: BackendSpec | None = field(default=None, repr=False, compare=False)
+
+    def supports(self, op: str, **criteria) -> Support:
+        """:meth:`BackendSpec.supports` of the backend's declaration."""
+        if self.spec is None:
+            raise ValueError(f"BackendInfo {self.name!r} carries no BackendSpec to ask")
+        return self.spec.supports(op, **criteria)
 
 
 def namespace_name(xp) -> str:
@@ -340,26 +474,6 @@ class BackendRegistry:
                 self._kernels[name] = dict(self.spec(name).load())
             return self._kernels[name]
 
-    def capability_problem(self, name: str, op: str, xp_name: str, device: str, dtype: str | None):
-        """None when ``name`` declares support for this input, else the reason.
-
-        ``dtype=None`` skips the dtype check (the core checks dtypes itself,
-        with its float16 -> float32 promotion).
-        """
-        spec = self.spec(name)
-        if op not in spec.ops:
-            return f"it does not implement {op!r} (it implements {sorted(spec.ops)})"
-        if spec.namespaces is not None and xp_name not in spec.namespaces:
-            return f"it does not accept {xp_name} arrays (it accepts {sorted(spec.namespaces)})"
-        if spec.devices is not None and device not in spec.devices:
-            return f"it does not run on {device!r} devices (it runs on {sorted(spec.devices)})"
-        if dtype is not None and dtype not in spec.dtypes_for(op):
-            return (
-                f"it does not support dtype {dtype} for {op} "
-                f"(it supports {sorted(spec.dtypes_for(op))})"
-            )
-        return None
-
     def info(self, name: str) -> BackendInfo:
         spec = self.spec(name)
         reason = self.unavailable_reason(name)
@@ -377,6 +491,7 @@ class BackendRegistry:
             plugin=self._plugin_of[name],
             spatial_dims=spec.spatial_dims,
             op_dtypes=spec.op_dtypes,
+            spec=spec,
         )
 
 

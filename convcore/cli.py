@@ -110,27 +110,30 @@ def _numpy_backends(backends, op_names=("conv", "conv_backward"), dtypes=()) -> 
     """
     names = [_selection(b)[0] for b in backends] or [_selection(None)[0]]
     registry = get_registry()
+
+    def problem(spec):
+        for op in op_names:
+            for dtype in dtypes or ("float64",):
+                support = spec.supports(op, namespace="numpy", device="cpu", dtype=dtype)
+                if not support:
+                    return dtype, support.reason
+        return None
+
     chosen: list[str] = []
     for name in names:
         if name == "auto":
             chosen += [
                 info.name
                 for info in available_backends()
-                if info.available
-                and set(op_names) <= info.ops
-                and (info.namespaces is None or "numpy" in info.namespaces)
-                and all(d in info.dtypes for d in dtypes)
+                if info.available and problem(info.spec) is None
             ]
             continue
         _explicit(name)
-        for op in op_names:
-            for dtype in dtypes or ("float64",):
-                problem = registry.capability_problem(name, op, "numpy", "cpu", dtype)
-                if problem is not None:
-                    raise click.UsageError(
-                        f"backend {name!r} cannot run this command on NumPy {dtype} arrays: "
-                        f"{problem}"
-                    )
+        found = problem(registry.spec(name))
+        if found is not None:
+            raise click.UsageError(
+                f"backend {name!r} cannot run this command on NumPy {found[0]} arrays: {found[1]}"
+            )
         chosen.append(name)
     return list(dict.fromkeys(chosen))
 
@@ -320,9 +323,7 @@ def demo(backend, batch, dtype, repeat, seed):
             info.name
             for info in available_backends()
             if info.available
-            and "conv" in info.ops
-            and dtype in info.dtypes
-            and (info.namespaces is None or "numpy" in info.namespaces)
+            and info.supports("conv", namespace="numpy", device="cpu", dtype=dtype)
         ]
     else:
         names = [name]

@@ -54,6 +54,8 @@ from typing import Any
 import array_api_compat
 
 from ._api import col2im, conv2d, conv2d_backward, im2col
+from ._validation import namespace as _namespace
+from .geometry import conv_geometry, conv_transpose_output_size, pool_geometry
 
 __all__ = [
     "ConvolutionLayer",
@@ -70,6 +72,9 @@ Array = Any
 #: NCHW <-> MATLAB layout.  (H, W, C, N) -> (N, C, H, W) and (HH, WW, C, F) ->
 #: (F, C, HH, WW) is the same axis permutation; so is the way back.
 _TO_CORE = (3, 2, 0, 1)
+#: How errors call the kernel sizes.
+_FILTERS = "the filters (weights) of size (HH, WW)"
+_WINDOW = "the window (k_height, k_width)"
 #: MATLAB's (H, W, C, N) as a convcore layout: the core permutes with the same machinery
 #: it uses for NHWC.
 _LAYOUT = "HWCN"
@@ -79,28 +84,6 @@ _TO_MATLAB = (2, 3, 1, 0)
 # ---------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------
-def _namespace(**arrays):
-    """The common array namespace of the named arrays (``None`` values skipped)."""
-    found = []
-    for name, arr in arrays.items():
-        if arr is None:
-            continue
-        if not array_api_compat.is_array_api_obj(arr):
-            raise TypeError(
-                f"{name} must be an array (NumPy, PyTorch, CuPy, Dask or another array-API "
-                f"library), got {type(arr).__name__}"
-            )
-        found.append((name, array_api_compat.array_namespace(arr)))
-    first, xp = found[0]
-    for name, other in found[1:]:
-        if other is not xp:
-            raise TypeError(
-                f"{name} and {first} are arrays of different libraries "
-                f"({other.__name__} and {xp.__name__}); convert them to one first"
-            )
-    return xp
-
-
 def _integer(name: str, value, minimum: int) -> int:
     """``value`` as an int >= ``minimum``; integral floats (MATLAB doubles) are accepted."""
     if isinstance(value, bool):
@@ -214,16 +197,9 @@ def _conv_args(xp, x, weights, bias, stride, pad):
             f"x has C={c} channels (x is (H, W, C, N) = {tuple(x4.shape)}) but weights expect "
             f"C={cw} (weights is (HH, WW, C, F) = {tuple(w4.shape)})"
         )
-    sy, sx = _stride(stride)
-    t, b, left, r = _pad(pad)
-    if hh > h + t + b or ww > w + left + r:
-        raise ValueError(
-            f"the {hh}x{ww} filters (weights) do not fit the {h + t + b}x{w + left + r} padded "
-            f"input (x is {h}x{w}, pad [T B L R] = {[t, b, left, r]})"
-        )
-    out = ((h + t + b - hh) // sy + 1, (w + left + r - ww) // sx + 1)
+    core = {"stride": _stride(stride), "padding": _pad(pad)}
+    out = conv_geometry((h, w), (hh, ww), **core, kernel_name=_FILTERS).output_size
     bias1, bias_shape = _bias(xp, bias, f)
-    core = {"stride": (sy, sx), "padding": (t, b, left, r)}
     return x4, w4, bias1, bias_shape, out, core
 
 
@@ -270,32 +246,24 @@ def reshape_row_major(x: Array, shape) -> Array:
     return xp.reshape(xp.reshape(x, (-1,)), tuple(dims))
 
 
-def _windows(h, w, kh, kw, strides, pads, is_conv):
-    """Output size of ``im2col_ref`` and the core padding that produces it.
+def _windows(size, kernel, strides, pads, is_conv):
+    """The windows of ``im2col_ref``: a convolution's, or the seed's pooling windows.
 
-    Pooling's ceil windows hang over the bottom/right edge; extending the
-    bottom/right padding by the overhang turns them into ordinary (floor)
-    windows of a larger zero-padded image.
+    Pooling takes the seed's ceil rule (``cover_all``, any padding): windows
+    hanging over the bottom/right edge read zeros there, which the geometry's
+    overhang (part of its padding) provides.
     """
-    (sy, sx), (t, b, left, r) = strides, pads
-    ph, pw = h + t + b, w + left + r
     if is_conv:
-        if kh > ph or kw > pw:
-            raise ValueError(
-                f"the {kh}x{kw} kernel (k_height x k_width) does not fit the {ph}x{pw} padded "
-                f"image ({h}x{w} with pad [T B L R] = {list(pads)})"
-            )
-        ho, wo = (ph - kh) // sy + 1, (pw - kw) // sx + 1
-    else:
-        ho, wo = -(-(ph - kh) // sy) + 1, -(-(pw - kw) // sx) + 1
-        if ho < 1 or wo < 1:
-            raise ValueError(
-                f"the {kh}x{kw} window (k_height x k_width) leaves no pooling output on the "
-                f"{ph}x{pw} padded image with stride {[sy, sx]}"
-            )
-    extra_b = max(0, (ho - 1) * sy + kh - ph)
-    extra_r = max(0, (wo - 1) * sx + kw - pw)
-    return ho, wo, (t, b + extra_b, left, r + extra_r)
+        return conv_geometry(size, kernel, stride=strides, padding=pads, kernel_name=_WINDOW)
+    return pool_geometry(
+        size,
+        kernel,
+        stride=strides,
+        padding=pads,
+        ceil_mode="cover_all",
+        limit_padding=False,
+        kernel_name=_WINDOW,
+    )
 
 
 def im2col_ref(
@@ -362,12 +330,38 @@ def im2col_ref(
     kh = _integer("k_height", k_height, 1)
     kw = _integer("k_width", k_width, 1)
     strides = _stride(stride)
-    ho, wo, padding = _windows(h, w, kh, kw, strides, _pad(pad), _flag("is_conv", is_conv))
+    geom = _windows((h, w), (kh, kw), strides, _pad(pad), _flag("is_conv", is_conv))
+    ho, wo = geom.output_size
     x = xp.expand_dims(xp.permute_dims(xp.reshape(img, (h, w, c)), (2, 0, 1)), axis=0)
-    cols = im2col(x, (kh, kw), stride=strides, padding=padding, backend=backend)
+    cols = im2col(x, (kh, kw), stride=strides, padding=geom.padding, backend=backend)
     # rows (ch, i, j) -> (ch, j, i): MATLAB's patch(:) runs down the columns
     cols = xp.permute_dims(xp.reshape(cols, (c, kh, kw, ho * wo)), (0, 2, 1, 3))
     return xp.reshape(cols, (c * kw * kh, ho * wo))
+
+
+def _back_padding(size, windows, kernel, strides, pads):
+    """The padding of the forward ``im2col_ref`` call that gave ``windows`` windows per axis.
+
+    Along each axis the count is a convolution's (floor) or the seed's pooling
+    one (ceil, with an overhang after the padding); anything else cannot come
+    from an image of ``size``.
+    """
+    pooled = _windows(size, kernel, strides, pads, False)
+    try:
+        floor = _windows(size, kernel, strides, pads, True).output_size
+    except ValueError:  # the kernel is larger than the padded image: pooling only
+        floor = (None, None)
+    padding = list(pads)
+    for i, name in enumerate(("dout_h", "dout_w")):
+        if windows[i] == pooled.output_size[i]:
+            padding[2 * i + 1] = pooled.padding[2 * i + 1]
+        elif windows[i] != floor[i]:
+            raise ValueError(
+                f"{name}={windows[i]} windows do not fit a {size[0]}x{size[1]} image padded to "
+                f"{size[0] + pads[0] + pads[1]}x{size[1] + pads[2] + pads[3]} with a "
+                f"{kernel[0]}x{kernel[1]} window and stride {list(strides)}"
+            )
+    return tuple(padding)
 
 
 def im2col_back_ref(
@@ -436,34 +430,19 @@ def im2col_back_ref(
             f"dcols must have shape (dout_h*dout_w, hh*ww*c) = ({ho * wo}, {kh * kw * ch}), "
             f"got {tuple(dcols.shape)}"
         )
-    covered = ((ho - 1) * sy + kh, (wo - 1) * sx + kw)
     if img_h is None and img_w is None:
         if pad is not None and any(_pad(pad)):
             raise ValueError(
                 "pad needs img_h and img_w (the unpadded image size) to cut the padding off"
             )
-        size, padding = covered, (0, 0, 0, 0)
+        # the region the windows cover: the image col2im of the windows fills
+        size = conv_transpose_output_size((ho, wo), (kh, kw), stride=(sy, sx))
+        padding = (0, 0, 0, 0)
     elif img_h is None or img_w is None:
         raise ValueError("img_h and img_w must be given together")
     else:
         size = (_integer("img_h", img_h, 1), _integer("img_w", img_w, 1))
-        t, b, left, r = _pad(0 if pad is None else pad)
-        padded = (size[0] + t + b, size[1] + left + r)
-        for n, k, s, p, name in (
-            (ho, kh, sy, padded[0], "dout_h"),
-            (wo, kw, sx, padded[1], "dout_w"),
-        ):
-            if n not in ((p - k) // s + 1, -(-(p - k) // s) + 1):
-                raise ValueError(
-                    f"{name}={n} windows do not fit a {size[0]}x{size[1]} image padded to "
-                    f"{padded[0]}x{padded[1]} with a {kh}x{kw} window and stride {[sy, sx]}"
-                )
-        padding = (
-            t,
-            max(b, covered[0] - size[0] - t),
-            left,
-            max(r, covered[1] - size[1] - left),
-        )
+        padding = _back_padding(size, (ho, wo), (kh, kw), (sy, sx), _pad(0 if pad is None else pad))
     # rows (ch, j, i) in patch(:) order -> convcore's (ch, i, j)
     cols = xp.reshape(xp.permute_dims(dcols, (1, 0)), (ch, kw, kh, ho * wo))
     cols = xp.reshape(xp.permute_dims(cols, (0, 2, 1, 3)), (1, ch * kh * kw, ho * wo))
@@ -514,7 +493,7 @@ def forward_propagation(
     array([[6., 6.],
            [6., 6.]])
     """
-    xp = _namespace(x=x, weights=weights, bias=bias)
+    xp = _namespace(optional=("bias",), x=x, weights=weights, bias=bias)
     x4, w4, bias1, _, _, core = _conv_args(xp, x, weights, bias, stride, pad)
     # The core takes MATLAB's (H, W, C, N) as the layout "HWCN" (views, no copies)
     # and returns (H', W', F, N); only the filters are permuted here.
@@ -584,7 +563,7 @@ def backward_propagation(
     """
     if not array_api_compat.is_array_api_obj(dout) and hasattr(dout, "input"):
         dout = dout.input
-    xp = _namespace(dout=dout, x=x, weights=weights, bias=bias)
+    xp = _namespace(optional=("bias",), dout=dout, x=x, weights=weights, bias=bias)
     x4, w4, _, bias_shape, out, core = _conv_args(xp, x, weights, bias, stride, pad)
     _same_dtype("x", x, dout=dout)
     d4 = _matlab4d(xp, "dout", dout, "(H', W', F, N)")

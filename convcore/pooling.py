@@ -29,9 +29,11 @@ from typing import Any
 
 import array_api_compat
 
-from ._api import _check_floating, _namespace, col2im, im2col
+from ._api import col2im, im2col
 from ._layer_base import _Layer
 from ._registry import dtype_name
+from ._validation import check_floating as _check_floating
+from ._validation import namespace as _namespace
 from .geometry import normalize_padding, normalize_tuple
 
 __all__ = [

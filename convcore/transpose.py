@@ -25,21 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._api import (
-    _check_floating,
-    _check_groups,
-    _check_ndim,
-    _check_nonempty,
-    _check_same,
-    _namespace,
-    _zeros,
-    col2im,
-    conv2d,
-    im2col,
-    resolve_backend,
-)
+from ._api import col2im, conv2d, im2col, resolve_backend
 from ._layer_base import _Layer
 from ._registry import dtype_name
+from ._validation import check_floating as _check_floating
+from ._validation import check_groups as _check_groups
+from ._validation import check_ndim as _check_ndim
+from ._validation import check_nonempty as _check_nonempty
+from ._validation import check_same as _check_same
+from ._validation import namespace as _namespace
+from ._validation import zeros as _zeros
 from .geometry import ConvGeometry, conv_geometry, normalize_padding, normalize_tuple
 
 __all__ = [
@@ -186,7 +181,10 @@ def conv_transpose_output_size(
 # validation
 # ---------------------------------------------------------------------------
 def _setup(func, x, weight, bias, options, grad_out=None):
-    xp = _namespace(x=x, weight=weight, bias=bias, grad_out=grad_out)
+    arrays = {"x": x, "weight": weight, "bias": bias}
+    if grad_out is not None:
+        arrays["grad_out"] = grad_out
+    xp = _namespace(optional=("bias",), **arrays)
     _check_ndim("x", x, "N, C_in, H, W")
     _check_ndim("weight", weight, _WEIGHT_LAYOUT)
     _check_floating(xp, "x", x, func)

@@ -182,36 +182,18 @@ class BackendUnderTest:
     def supports(self, *ops, ns=None, dtype=None, nd=None) -> str | None:
         """None when the backend declares support for all of these, else the reason.
 
-        The declared contract: an op takes the dtypes in ``op_dtypes[op]`` (else
-        ``dtypes``), float16/bfloat16 also where float32 is declared (the core
-        computes them in float32), and the numbers of spatial axes in
-        ``spatial_dims`` (None = any), 1 also where 2 is declared.
+        Asks the backend's declaration (:meth:`convcore.BackendSpec.supports`),
+        the rule dispatch itself follows.
         """
-        info = self.info
-        missing = sorted(set(ops) - info.ops)
-        if missing:
-            return f"backend {info.name!r} does not implement {missing} (ops: {sorted(info.ops)})"
-        if ns is not None and info.namespaces is not None and ns.name not in info.namespaces:
-            return (
-                f"backend {info.name!r} does not accept {ns.name} arrays "
-                f"(namespaces: {sorted(info.namespaces)})"
+        name = (
+            None if dtype is None else (dtype if isinstance(dtype, str) else np.dtype(dtype).name)
+        )
+        for op in ops or (None,):
+            support = self.info.supports(
+                op, namespace=None if ns is None else ns.name, dtype=name, nd=nd
             )
-        if dtype is not None:
-            name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
-            for op in ops:
-                declared = (info.op_dtypes or {}).get(op, info.dtypes)
-                if name not in declared and not (
-                    name in ("float16", "bfloat16") and "float32" in declared
-                ):
-                    return (
-                        f"backend {info.name!r} does not support {name} for {op} "
-                        f"(dtypes: {sorted(declared)})"
-                    )
-        dims = info.spatial_dims
-        if nd is not None and dims is not None and nd not in dims and not (nd == 1 and 2 in dims):
-            return (
-                f"backend {info.name!r} does not take {nd}-D input (spatial_dims: {sorted(dims)})"
-            )
+            if not support:
+                return f"backend {self.info.name!r}: {support.reason}"
         return None
 
     def require(self, *ops, ns=None, dtype=None, nd=None) -> None:

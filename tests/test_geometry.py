@@ -8,7 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from convcore.geometry import ConvGeometry, conv_geometry, conv_output_size
+from convcore.geometry import (
+    ConvGeometry,
+    conv_geometry,
+    conv_output_size,
+    conv_transpose_geometry,
+    conv_transpose_output_size,
+    pool_geometry,
+    pool_output_size,
+)
 
 
 def _count_positions(size, k, stride, before, after, dilation):
@@ -334,3 +342,133 @@ def test_kernel_larger_than_padded_input_message_mentions_sizes():
     assert "4" in message
     # Padding can make it fit.
     assert conv_output_size((4, 6), (5, 3), padding=(1, 0)) == (2, 4)
+
+
+# --------------------------------------------------------------------------
+# pooling and transposed windows: the same geometry type
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("ceil_mode", [False, True, "cover_all"])
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_pool_geometry_against_the_oracle(ceil_mode, k, stride, dilation):
+    import naive
+
+    for size in range(1, 9):
+        for pad in range(k // 2 + 1):
+            pads = (pad, pad)
+            extent = dilation * (k - 1) + 1
+            if extent > size + 2 * pad and ceil_mode is False:
+                with pytest.raises(ValueError, match="no window fits"):
+                    pool_geometry((size,), k, stride=stride, padding=pad, dilation=dilation)
+                continue
+            want = naive.pool_output_size((size,), (k,), (stride,), pads, (dilation,), ceil_mode)
+            if want[0] < 1:
+                with pytest.raises(ValueError, match="no window fits"):
+                    pool_geometry(
+                        (size,),
+                        k,
+                        stride=stride,
+                        padding=pad,
+                        dilation=dilation,
+                        ceil_mode=ceil_mode,
+                    )
+                continue
+            g = pool_geometry(
+                (size,), k, stride=stride, padding=pad, dilation=dilation, ceil_mode=ceil_mode
+            )
+            assert g.output_size == want, (size, pad)
+            assert pool_output_size((size,), k, stride, pad, dilation, ceil_mode) == want
+            # every window lies inside the padded input the kernels see
+            assert (g.output_size[0] - 1) * stride + extent <= g.padded_size[0]
+            assert g.requested_padding == pads
+            assert g.padding == (pad, pad + g.overhang[0])
+
+
+def test_pool_geometry_overhang_and_defaults():
+    g = pool_geometry((5, 5), 2, padding=1, ceil_mode="cover_all")
+    assert g.output_size == (4, 4) and g.overhang == (1, 1) and g.padding == (1, 2, 1, 2)
+    assert g.stride == (2, 2)  # stride defaults to the kernel size
+    assert pool_geometry((5, 5), 2, padding=1, ceil_mode=True).output_size == (3, 3)
+    assert pool_geometry((4, 6, 8), (2, 3, 4)).output_size == (2, 2, 2)
+    assert conv_geometry((5,), 3).overhang == (0,)  # a convolution has none
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"padding": 2}, ValueError, r"padding must be at most half the kernel size"),
+        ({"padding": "same"}, ValueError, r"'same' is a convolution option"),
+        ({"ceil_mode": "seed"}, ValueError, r"ceil_mode='seed' is now called 'cover_all'"),
+        ({"ceil_mode": "yes"}, ValueError, r"ceil_mode must be False, True or 'cover_all'"),
+        ({"ceil_mode": 1}, TypeError, r"ceil_mode must be"),
+        ({"stride": 0}, ValueError, r"stride"),
+        ({"kernel_size": 9}, ValueError, r"no window fits"),
+    ],
+)
+def test_pool_geometry_errors(kwargs, exc, pattern):
+    args = {"kernel_size": 3, **kwargs}
+    with pytest.raises(exc, match=pattern):
+        pool_geometry((7, 7), args.pop("kernel_size"), **args)
+
+
+def test_pool_geometry_padding_limit_can_be_lifted():
+    """The seed's pooling columns take any padding (convcore.matlab uses this)."""
+    g = pool_geometry((3, 3), 2, padding=3, ceil_mode="cover_all", limit_padding=False)
+    assert g.output_size == (5, 5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("pads", [(0, 0), (1, 0), (1, 2)])
+@pytest.mark.parametrize("output_padding", [0, 1])
+def test_conv_transpose_geometry_against_the_oracle(
+    size, k, stride, dilation, pads, output_padding
+):
+    import naive
+
+    if output_padding >= stride and output_padding >= dilation:
+        with pytest.raises(ValueError, match="output_padding must be smaller"):
+            conv_transpose_geometry(
+                (size,),
+                k,
+                stride=stride,
+                padding=pads,
+                output_padding=output_padding,
+                dilation=dilation,
+            )
+        return
+    want = naive.conv_transpose_output_size(
+        (size,), (k,), (stride,), pads, (output_padding,), (dilation,)
+    )
+    if want[0] < 1:
+        with pytest.raises(ValueError, match="leaves no output"):
+            conv_transpose_output_size(
+                (size,),
+                k,
+                stride=stride,
+                padding=pads,
+                output_padding=output_padding,
+                dilation=dilation,
+            )
+        return
+    g = conv_transpose_geometry(
+        (size,), k, stride=stride, padding=pads, output_padding=output_padding, dilation=dilation
+    )
+    assert g.input_size == want
+    assert g.output_padding == (output_padding,)
+    # the windows of the convolution being transposed: one per input pixel, plus one
+    # where output_padding >= stride
+    assert g.output_size[0] - size == (1 if output_padding >= stride else 0)
+    assert conv_geometry(want, k, stride=stride, padding=pads, dilation=dilation) == (
+        dataclasses.replace(g, output_padding=(0,))
+    )
+
+
+def test_lifted_geometry_keeps_the_windows():
+    g = pool_geometry((7,), 3, stride=2, padding=1, ceil_mode=True)
+    lifted = g.lifted()
+    assert lifted.nd == 2 and lifted.output_size == (1, *g.output_size)
+    assert lifted.padding == (0, 0, *g.padding) and lifted.overhang == (0, *g.overhang)

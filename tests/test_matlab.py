@@ -515,7 +515,7 @@ IMG = np.ones((5, 6, 2))
         (lambda: matlab.im2col_ref(IMG, 2, 2, 1, -1), ValueError, "pad must be >= 0"),
         (lambda: matlab.im2col_ref(IMG, 2, 2, 1, [1, 2, 3]), ValueError, r"\[T B L R\]"),
         (lambda: matlab.im2col_ref(IMG, 2, 2, 1, 0, 2), ValueError, "is_conv must be"),
-        (lambda: matlab.im2col_ref(IMG, 7, 2), ValueError, "k_height x k_width"),
+        (lambda: matlab.im2col_ref(IMG, 7, 2), ValueError, r"window \(k_height, k_width\)"),
         (
             lambda: matlab.im2col_back_ref(np.ones((4, 3)), 2, 2, 1, 2, 2, 1),
             ValueError,
@@ -550,7 +550,11 @@ IMG = np.ones((5, 6, 2))
             TypeError,
             "weights has dtype",
         ),
-        (lambda: matlab.forward_propagation(X, np.ones((7, 3, 2, 1))), ValueError, "do not fit"),
+        (
+            lambda: matlab.forward_propagation(X, np.ones((7, 3, 2, 1))),
+            ValueError,
+            r"filters \(weights\) of size \(HH, WW\) \(7, 3\) spans 7",
+        ),
         (lambda: matlab.forward_propagation(X, "w"), TypeError, "weights must be an array"),
         (
             lambda: matlab.backward_propagation(np.ones((4, 4, 4, 1)), X, WGT),
@@ -568,7 +572,7 @@ def test_errors_name_the_parameter(call, error, match):
 
 def test_mixed_namespaces_are_rejected(make_ns):
     torch = make_ns("torch")
-    with pytest.raises(TypeError, match="weights and x are arrays of different libraries"):
+    with pytest.raises(TypeError, match="weights is a torch array but x is a numpy array"):
         matlab.forward_propagation(X, torch.asarray(WGT))
 
 

@@ -672,3 +672,49 @@ def test_available_backends_are_immutable():
     info = convcore.available_backends()[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.available = False
+
+
+# --------------------------------------------------------------------------
+# the one capability rule: BackendSpec.supports
+# --------------------------------------------------------------------------
+def _spec(**overrides):
+    base = dict(name="probe", load=lambda: {}, ops={"im2col", "col2im"}, namespaces={"numpy"})
+    return convcore.BackendSpec(**{**base, **overrides})
+
+
+def test_supports_answers_ops_and_the_operators_built_on_them():
+    spec = _spec()
+    assert spec.supports("im2col")
+    assert spec.supports("max_pool_backward")  # im2col + col2im
+    assert spec.supports("avg_pool")
+    assert spec.supports("conv_transpose")  # col2im (the GEMM is the core's)
+    no = spec.supports("conv_transpose_backward")  # needs conv and im2col
+    assert not no and "'conv', which conv_transpose_backward needs" in no.reason
+    assert not spec.supports("conv") and "does not implement 'conv'" in spec.supports("conv").reason
+    only_col2im = _spec(ops={"col2im"})
+    assert only_col2im.supports("avg_pool_backward")
+    assert not only_col2im.supports("max_pool_backward")
+
+
+def test_supports_half_precision_and_rank_rules():
+    spec = _spec(spatial_dims={2})
+    native = spec.supports("im2col", dtype="float32", nd=2)
+    assert native and native.compute_dtype is None and not native.lift
+    half = spec.supports("max_pool", dtype="float16", nd=1)
+    assert half and half.compute_dtype == "float32" and half.lift
+    assert not spec.supports("im2col", nd=3)
+    assert "3 spatial axes" in spec.supports("im2col", nd=3).reason
+    assert not spec.supports("im2col", dtype="int8")
+    # a derived operator takes the dtypes every op it runs takes
+    mixed = _spec(op_dtypes={"im2col": {"float32", "float64", "int8"}})
+    assert mixed.supports("im2col", dtype="int8")
+    assert not mixed.supports("max_pool_backward", dtype="int8")
+    assert mixed.dtypes_for("max_pool_backward") == {"float32", "float64"}
+
+
+def test_supports_namespace_and_device():
+    spec = _spec(devices={"cpu"})
+    assert spec.supports("im2col", namespace="numpy", device="cpu")
+    assert "does not accept torch arrays" in spec.supports("im2col", namespace="torch").reason
+    assert "does not run on 'cuda'" in spec.supports("im2col", device="cuda").reason
+    assert spec.supports(None, namespace="numpy", dtype="float64")  # the backend as a whole

@@ -1,0 +1,167 @@
+"""Dispatch: which backend runs a call, and how (compute dtype, spatial rank).
+
+Every public operator asks :func:`select` for a :class:`Plan` once it has
+validated its arguments.  The plan is the backend's answer to
+:meth:`convcore.BackendSpec.supports` for this call plus the backend's kernels,
+and it applies the two rules convcore keeps for every backend:
+
+* **Spatial rank.**  A backend that declares 2-D but not 1-D kernels runs a 1-D
+  call as 2-D with a height of 1 (a reshape, no copy): :meth:`Plan.im2col` and
+  the other kernel calls lift and drop that axis.
+* **Half precision.**  float16 / bfloat16 input on a backend that declares
+  float32 but not the half type is computed in float32 (accumulation included)
+  and rounded back once at the end: :meth:`Plan.cast` and :meth:`Plan.uncast`.
+
+Operators that the core builds on the backends' ops (pooling, the transposed
+convolution: :data:`convcore._registry.DERIVED_OPS`) get one plan for all the
+ops they run, so they are refused, before any work, by a backend that lacks one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._config import AUTO, requested_backend
+from ._registry import device_kind, dtype_name, get_registry, namespace_name
+from ._validation import namespace
+from .errors import BackendCapabilityError, BackendUnavailableError
+from .geometry import ConvGeometry
+
+__all__ = ["Plan", "resolve_backend", "select"]
+
+Array = Any
+
+
+def _lift(xp, a, insert_at: int = 2):
+    """``(N, C, W)`` -> ``(N, C, 1, W)`` (a reshape: no copy)."""
+    shape = tuple(a.shape)
+    return xp.reshape(a, (*shape[:insert_at], 1, *shape[insert_at:]))
+
+
+class Plan:
+    """How one backend runs one call: its kernels, the compute dtype and the rank rule."""
+
+    __slots__ = ("compute_dtype", "kernels", "lift", "name")
+
+    def __init__(self, name: str, kernels, compute_dtype: str | None, lift: bool):
+        self.name = name
+        self.kernels = kernels
+        self.compute_dtype = compute_dtype  # None: the input's own dtype
+        self.lift = lift  # True: a 1-D call runs as 2-D with a height of 1
+
+    def cast(self, xp, *arrays):
+        """``arrays`` (None kept) in the compute dtype."""
+        if self.compute_dtype is None:
+            return arrays
+        target = getattr(xp, self.compute_dtype)
+        return tuple(None if a is None else xp.astype(a, target) for a in arrays)
+
+    def uncast(self, xp, dtype, result):
+        """``result`` rounded back to the caller's ``dtype`` (once)."""
+        return result if self.compute_dtype is None else xp.astype(result, dtype)
+
+    # -- the backend's ops, with 1-D calls lifted to 2-D where needed ----------
+    def im2col(self, xp, x, geom: ConvGeometry):
+        kernel = self.kernels["im2col"]
+        if self.lift:
+            return kernel(xp, _lift(xp, x), geom.lifted())
+        return kernel(xp, x, geom)
+
+    def col2im(self, xp, cols, geom: ConvGeometry):
+        kernel = self.kernels["col2im"]
+        if not self.lift:
+            return kernel(xp, cols, geom)
+        out = kernel(xp, cols, geom.lifted())
+        return xp.reshape(out, (out.shape[0], out.shape[1], *geom.input_size))
+
+    def conv(self, xp, x, weight, bias, geom: ConvGeometry, groups: int):
+        kernel = self.kernels["conv"]
+        if not self.lift:
+            return kernel(xp, x, weight, bias, geom, groups)
+        out = kernel(xp, _lift(xp, x), _lift(xp, weight), bias, geom.lifted(), groups)
+        return xp.reshape(out, (x.shape[0], weight.shape[0], *geom.output_size))
+
+    def conv_backward(self, xp, grad_out, x, weight, geom: ConvGeometry, groups: int):
+        kernel = self.kernels["conv_backward"]
+        if not self.lift:
+            return kernel(xp, grad_out, x, weight, geom, groups)
+        dx, dw, db = kernel(
+            xp, _lift(xp, grad_out), _lift(xp, x), _lift(xp, weight), geom.lifted(), groups
+        )
+        return xp.reshape(dx, tuple(x.shape)), xp.reshape(dw, tuple(weight.shape)), db
+
+
+def _describe(op: str, criteria: dict) -> str:
+    nd = criteria["nd"]
+    rank = "" if nd == 2 else f" with {nd} spatial ax{'is' if nd == 1 else 'es'}"
+    return (
+        f"{op} on {criteria['namespace']} {criteria['dtype']} arrays{rank} "
+        f"on {criteria['device']!r}"
+    )
+
+
+def choose(op: str, xp, ref, backend: str | None, nd: int = 2):
+    """The backend that runs ``op`` on ``ref`` and its :class:`Support`, loading no kernels.
+
+    Follows the selection chain (keyword, context, :func:`convcore.set_backend`,
+    ``CONVCORE_BACKEND``, configuration files, ``auto``).  A backend chosen by
+    name that cannot run the call is an error; ``auto`` takes the highest-priority
+    available backend that declares it.
+    """
+    name, source = requested_backend(backend)
+    registry = get_registry()
+    xp_name = namespace_name(xp)
+    criteria = {
+        "namespace": xp_name,
+        "device": device_kind(xp_name, ref),
+        "dtype": dtype_name(xp, ref.dtype),
+        "nd": nd,
+    }
+    if name == AUTO:
+        declined = []
+        for candidate in registry.names():
+            # Declarations first: asking them imports nothing, so a backend that
+            # cannot take this input (cupy for NumPy arrays) is never probed.
+            support = registry.spec(candidate).supports(op, **criteria)
+            reason = support.reason or registry.unavailable_reason(candidate)
+            if reason is None:
+                return candidate, support
+            declined.append(f"{candidate}: {reason}")
+        raise BackendCapabilityError(
+            f"no backend can run {_describe(op, criteria)}; " + "; ".join(declined)
+        )
+    reason = registry.unavailable_reason(name)
+    if reason is not None:
+        raise BackendUnavailableError(
+            f"backend {name!r} (selected by {source}) is unavailable: {reason}"
+        )
+    support = registry.spec(name).supports(op, **criteria)
+    if not support:
+        raise BackendCapabilityError(
+            f"backend {name!r} (selected by {source}) cannot run "
+            f"{_describe(op, criteria)}: {support.reason}"
+        )
+    return name, support
+
+
+def select(op: str, xp, ref, backend: str | None, nd: int = 2) -> Plan:
+    """The :class:`Plan` for running ``op`` (an op or a derived operator) on ``ref``."""
+    name, support = choose(op, xp, ref, backend, nd)
+    kernels = get_registry().kernels(name)
+    return Plan(name, kernels, support.compute_dtype, support.lift)
+
+
+def resolve_backend(op: str, x: Array, /, *, backend: str | None = None) -> str:
+    """Name of the backend that would run ``op`` on ``x``.
+
+    ``op`` is a backend op (``"conv"``, ``"conv_backward"``, ``"im2col"``,
+    ``"col2im"``) or an operator built on them (``"max_pool"``, ``"avg_pool"``,
+    ``"conv_transpose"`` and their ``"_backward"``).  Applies the full selection
+    chain (keyword, context, :func:`set_backend`, ``CONVCORE_BACKEND``,
+    configuration files, ``auto``) and raises the same errors the operation
+    itself would.  ``x`` is channels-first; its number of spatial axes is
+    ``x.ndim - 2``.
+    """
+    xp = namespace(x=x)
+    nd = max(1, x.ndim - 2)
+    return choose(op, xp, x, backend, nd)[0]
