@@ -151,7 +151,7 @@ def _rss_mib() -> float:
 def _run_cluster(args, workers: int, source: Path, out: Path, weight, bias, chunk: int):
     import distributed
 
-    from convcore.stack import apply_stack
+    from convcore.stack import ApplyOptions, apply_stack
 
     with distributed.LocalCluster(
         n_workers=workers,
@@ -163,12 +163,12 @@ def _run_cluster(args, workers: int, source: Path, out: Path, weight, bias, chun
     ) as cluster:
         with distributed.Client(cluster, set_as_default=False) as client:
             before = client.run(_warm_up)
+        options = ApplyOptions(padding=1, pool="max", pool_size=2, chunk=chunk)
         with _OtherLoad() as load:
             start = time.perf_counter()
             report = apply_stack(
-                source, out, weight, bias, padding=1, pool="max", pool_size=2, chunk=chunk,
-                scheduler=cluster.scheduler_address,
-            )  # fmt: skip
+                source, out, weight, bias, options, scheduler=cluster.scheduler_address
+            )
             seconds = time.perf_counter() - start
             other = load.stop()
     shutil.rmtree(out)
@@ -182,13 +182,13 @@ import json, sys, time
 import numpy as np
 sys.path.insert(0, {here!r})
 from bench_dask import _OtherLoad, _warm_up
-from convcore.stack import apply_stack
+from convcore.stack import ApplyOptions, apply_stack
 
 rss = _warm_up()
+options = ApplyOptions(padding=1, pool="max", pool_size=2, chunk={chunk})
 with _OtherLoad() as load:
     start = time.perf_counter()
-    report = apply_stack({source!r}, {out!r}, np.load({w!r}), np.load({b!r}), padding=1,
-                         pool="max", pool_size=2, chunk={chunk})
+    report = apply_stack({source!r}, {out!r}, np.load({w!r}), np.load({b!r}), options)
     seconds = time.perf_counter() - start
     other = load.stop()
 print(json.dumps([seconds, report.peak_rss_mib["this process"], rss, other]))

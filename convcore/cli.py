@@ -1,6 +1,6 @@
 """The ``convcore`` command line (also ``python -m convcore``).
 
-``info``, ``demo``, ``bench``, ``check`` and ``warmup``.  Every command takes
+``info``, ``demo``, ``bench``, ``check``, ``warmup`` and ``apply``.  Every command takes
 ``--backend`` and otherwise follows the selection chain (``CONVCORE_BACKEND``,
 configuration files, ``auto``); an unknown backend name from any source is a
 usage error, as is any other user mistake: one line on stderr and exit status
@@ -10,6 +10,7 @@ is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -21,7 +22,7 @@ from . import __version__
 from ._config import requested_backend
 from ._registry import available_backends, get_registry
 from .errors import BackendUnavailableError, ConvcoreError
-from .stack import apply_command
+from .stack import ENV_SCHEDULER, ApplyOptions, apply_stack
 
 __all__ = ["main"]
 
@@ -652,8 +653,124 @@ def warmup(backends, dtypes):
     click.echo(f"total: {time.perf_counter() - start:.2f} s")
 
 
-# `convcore apply` lives with its streaming logic (convcore/stack.py).
-main.add_command(apply_command)
+def _ints(text: str, name: str, count: tuple[int, ...]):
+    """``"2"`` -> 2, ``"2,1"`` -> (2, 1); the number of entries must be in ``count``."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"must be integers separated by commas, got {text!r}", param_hint=name
+        ) from None
+    if len(values) not in count:
+        raise click.BadParameter(
+            f"must have {' or '.join(map(str, count))} entries, got {text!r}", param_hint=name
+        )
+    return values[0] if len(values) == 1 else values
+
+
+def _padding(text: str):
+    if text.lower() in ("same", "valid"):
+        return text.lower()
+    return _ints(text, "--padding", (1, 2, 4))
+
+
+def _load_npy(path: str, name: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=name) from None
+
+
+@main.command("apply")
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.argument("output_path", metavar="OUTPUT", type=click.Path())
+@click.option(
+    "--weight", "-w", required=True, type=click.Path(dir_okay=False), help="Filters (.npy)."
+)
+@click.option("--bias", type=click.Path(dir_okay=False), help="Bias (.npy), shape (F,).")
+@click.option("--stride", default="1", show_default=True, help="S or SH,SW.")
+@click.option("--padding", default="0", show_default=True, help="P, PH,PW, T,B,L,R or same.")
+@click.option("--dilation", default="1", show_default=True, help="D or DH,DW.")
+@click.option("--groups", default=1, show_default=True, help="Channel groups.")
+@click.option("--pool", type=click.Choice(["max", "avg"]), help="Pool the convolution's output.")
+@click.option("--pool-size", default="2", show_default=True, help="K or KH,KW.")
+@click.option("--pool-stride", default=None, help="S or SH,SW [default: the pool size].")
+@click.option("--chunk", default=32, show_default=True, help="Images per task and Zarr chunk.")
+@click.option(
+    "--dtype", type=click.Choice(["float32", "float64"]), help="Default: the input's, or float32."
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help=f"dask.distributed scheduler, tcp://host:port [default: ${ENV_SCHEDULER}, "
+    "else threads in this process].",
+)
+@click.option(
+    "--backend", "-b", metavar="NAME", help="Backend for each chunk [default: auto, numba]."
+)
+def apply_command(input_path, output_path, weight, bias, scheduler, **job):
+    """Convolve (and pool) an image stack on disk into a Zarr array, chunk by chunk.
+
+    INPUT is a Zarr array (N, C, H, W) or a directory of .npy files, read in
+    sorted name order, each one image (C, H, W) or a stack (n, C, H, W).
+    OUTPUT is a Zarr array (N, F, Ho, Wo), written one chunk of --chunk images
+    at a time with Dask.  An interrupted run resumes when run again with the
+    same arguments: finished chunks are not recomputed.
+    """
+    # ``job``: the fields of ApplyOptions (the options named after them), as given.
+    if job["chunk"] < 1:
+        raise click.BadParameter(f"must be >= 1, got {job['chunk']}", param_hint="--chunk")
+    if job["backend"] is not None:
+        requested_backend(job["backend"])  # an unknown name is a usage error
+    parsed = {
+        "stride": _ints(job["stride"], "--stride", (1, 2)),
+        "padding": _padding(job["padding"]),
+        "dilation": _ints(job["dilation"], "--dilation", (1, 2)),
+        "pool_size": _ints(job["pool_size"], "--pool-size", (1, 2)),
+    }
+    if job["pool_stride"] is not None:
+        parsed["pool_stride"] = _ints(job["pool_stride"], "--pool-stride", (1, 2))
+    options = ApplyOptions(**{**job, **parsed})
+    w = _load_npy(weight, "--weight")
+    b = None if bias is None else _load_npy(bias, "--bias")
+    with contextlib.ExitStack() as stack:
+        bars = []
+
+        def on_start(total: int, done: int) -> None:
+            where = scheduler or os.environ.get(ENV_SCHEDULER) or "threads in this process"
+            resumed = f", {done} already written" if done else ""
+            click.echo(
+                f"{total} chunks of up to {options.chunk} images{resumed}; scheduler: {where}",
+                err=True,
+            )
+            bar = stack.enter_context(
+                click.progressbar(length=total, label="writing", file=sys.stderr)
+            )
+            bar.update(done)
+            bars.append(bar)
+
+        try:
+            report = apply_stack(
+                input_path,
+                output_path,
+                w,
+                b,
+                options,
+                scheduler=scheduler,
+                progress=lambda _: bars[0].update(1),
+                on_start=on_start,
+            )
+        except ImportError as exc:
+            raise click.UsageError(str(exc)) from None
+    shape = " x ".join(map(str, report.shape))
+    click.echo(
+        f"wrote {report.output}: {shape} {report.dtype}; {report.computed} chunks computed, "
+        f"{report.skipped} already written; {report.seconds:.1f} s"
+    )
+    for who, peak in report.peak_rss_mib.items():
+        click.echo(f"peak memory ({who}): {peak:.0f} MiB")
 
 
 if __name__ == "__main__":  # pragma: no cover

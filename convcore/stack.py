@@ -1,4 +1,4 @@
-"""``convcore apply``: a convolution (and optional pooling) over an image stack on disk.
+"""A convolution (and optional pooling) over an image stack on disk: ``convcore apply``.
 
 The stack is read as a Dask array chunked along the batch axis, convolved by the
 ``dask`` backend (each chunk on the best local backend for it: numba for NumPy
@@ -20,15 +20,20 @@ kernels' scratch memory stays under ``CONVCORE_WORKSPACE_MB``.
   ``dask.distributed`` cluster whose scheduler address is given
   (``--scheduler tcp://host:port`` or ``CONVCORE_DASK_SCHEDULER``).
 
-Importing this module imports neither Dask nor Zarr; the command does, when it
-runs.  See ``docs/scaling.md``.
+The job's options are one :class:`ApplyOptions`; :func:`apply_stack` runs a
+job, :func:`build_graph` gives its lazy result.  The ``convcore apply`` command
+(``convcore/cli.py``) parses its arguments into an :class:`ApplyOptions` and
+calls :func:`apply_stack`.  Importing this module imports neither Dask nor Zarr;
+running a job does.  See ``docs/scaling.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import operator
 import os
 import sys
 import time
@@ -37,15 +42,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
+
+from .geometry import normalize_padding, normalize_tuple
 
 __all__ = [
     "ENV_SCHEDULER",
+    "ApplyOptions",
     "ApplyReport",
     "NpyStack",
     "ZarrStack",
-    "apply_command",
     "apply_stack",
     "build_graph",
     "open_stack",
@@ -216,6 +222,125 @@ def open_stack(path) -> NpyStack | ZarrStack:
 
 
 # ---------------------------------------------------------------------------
+# the job's options
+# ---------------------------------------------------------------------------
+_POOLS = ("max", "avg")
+_DTYPES = ("float32", "float64")
+
+
+def _plain(value):
+    """``value`` with lists made tuples and integer-likes made ints (already validated)."""
+    if isinstance(value, str) or value is None:
+        return value
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) > 0:
+        return tuple(_plain(v) for v in value)
+    return operator.index(value)
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """The options of a job of :func:`apply_stack` (and ``convcore apply``).
+
+    Every value is checked when the object is made: a bad one raises
+    ``TypeError`` or ``ValueError`` naming the field, the value and what was
+    expected.  Lists are stored as tuples.
+
+    Parameters
+    ----------
+    stride, padding, dilation, groups
+        As for :func:`convcore.conv2d` (2-D: one int, or one per axis; padding
+        also ``(top, bottom, left, right)``, pairs, ``"same"`` or ``"valid"``).
+    pool : {"max", "avg"} or None
+        Pooling after the convolution, with ``pool_size`` and ``pool_stride``
+        (default: the pool size).
+    chunk : int
+        Images per task and per output Zarr chunk: with the workspace limit, it
+        bounds each worker's memory.
+    dtype : "float32", "float64" or None
+        Compute and output dtype (default: the input's when it is one of those,
+        else float32).
+    backend : str, optional
+        Backend for the chunks (default ``auto``: numba for NumPy chunks).  It
+        is not part of the job's fingerprint: a job may be resumed on another
+        backend.
+
+    Examples
+    --------
+    >>> ApplyOptions(padding=1, pool="max", chunk=16).chunk
+    16
+    >>> ApplyOptions(chunk=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: chunk must be a positive number of images, got 0
+    """
+
+    stride: int | tuple[int, ...] = 1
+    padding: int | str | tuple = 0
+    dilation: int | tuple[int, ...] = 1
+    groups: int = 1
+    pool: str | None = None
+    pool_size: int | tuple[int, ...] = 2
+    pool_stride: int | tuple[int, ...] | None = None
+    chunk: int = 32
+    dtype: str | None = None
+    backend: str | None = None
+
+    def __post_init__(self):
+        # Field by field, in order.  The geometry's checks are the library's own (the
+        # messages conv2d gives), under this object's field names.
+        normalize_tuple(self.stride, 2, "stride")
+        normalize_padding(self.padding, 2)
+        normalize_tuple(self.dilation, 2, "dilation")
+        _check_count(self.groups, "groups", "a positive integer")
+        if self.pool is not None and (not isinstance(self.pool, str) or self.pool not in _POOLS):
+            raise ValueError(f"pool must be None, 'max' or 'avg', got {self.pool!r}")
+        normalize_tuple(self.pool_size, 2, "pool_size")
+        if self.pool_stride is not None:
+            normalize_tuple(self.pool_stride, 2, "pool_stride")
+        _check_count(self.chunk, "chunk", "a positive number of images")
+        object.__setattr__(self, "dtype", _dtype_name(self.dtype))
+        if not (self.backend is None or isinstance(self.backend, str)):
+            raise TypeError(f"backend must be a backend name or None, got {self.backend!r}")
+        for name in ("stride", "padding", "dilation", "groups", "pool_size", "pool_stride",
+                     "chunk"):  # fmt: skip
+            object.__setattr__(self, name, _plain(getattr(self, name)))
+
+
+def _check_count(value, name: str, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def _dtype_name(dtype) -> str | None:
+    """``None``, or the name of a float32 / float64 dtype given in any NumPy spelling."""
+    if dtype is None:
+        return None
+    try:
+        name = np.dtype(dtype).name
+    except (TypeError, ValueError):
+        name = None
+    if name not in _DTYPES:
+        raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
+    return name
+
+
+def _job_options(options: ApplyOptions, dtype: np.dtype) -> dict:
+    """What the output's attributes record of the options, as JSON values.
+
+    The fields of ``options`` in their order but ``backend`` (the chunks' backend
+    does not change the job), with the dtype resolved against the input; the
+    job's fingerprint hashes this too, so outputs written by earlier versions
+    resume.
+    """
+    job = dataclasses.asdict(options)
+    del job["backend"]
+    job["dtype"] = str(dtype)
+    return json.loads(json.dumps(job))
+
+
+# ---------------------------------------------------------------------------
 # the job
 # ---------------------------------------------------------------------------
 @dataclass
@@ -307,65 +432,52 @@ def _open_output(output: Path, shape, chunk: int, dtype, job: dict):
     return arr
 
 
-def _compute_dtype(stack, dtype) -> np.dtype:
-    if dtype is not None:
-        dt = np.dtype(dtype)
-        if dt not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        return dt
+def _compute_dtype(stack, options: ApplyOptions) -> np.dtype:
+    if options.dtype is not None:
+        return np.dtype(options.dtype)
     return stack.dtype if stack.dtype in (np.float32, np.float64) else np.dtype(np.float32)
 
 
-def _pool(y, pool, pool_size, pool_stride):
-    from .pooling import avg_pool2d, max_pool2d
+def _check_options(options) -> ApplyOptions:
+    if not isinstance(options, ApplyOptions):
+        raise TypeError(
+            f"options must be an ApplyOptions, got {options!r}; "
+            "e.g. ApplyOptions(padding=1, pool='max', chunk=16)"
+        )
+    return options
 
-    if pool == "max":
-        return max_pool2d(y, pool_size, pool_stride, backend="dask")
-    if pool == "avg":
-        return avg_pool2d(y, pool_size, pool_stride, backend="dask")
-    raise ValueError(f"pool must be None, 'max' or 'avg', got {pool!r}")
 
-
-def build_graph(
-    stack,
-    weight,
-    bias=None,
-    *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups: int = 1,
-    pool: str | None = None,
-    pool_size=2,
-    pool_stride=None,
-    chunk: int = 32,
-    dtype=None,
-    backend: str | None = None,
-):
+def build_graph(stack, weight, bias=None, options: ApplyOptions = ApplyOptions()):
     """The lazy result ``(N, F, Ho, Wo)`` of the job as a Dask array (nothing computed).
 
-    One block per ``chunk`` images; ``backend`` names the backend the chunks run
-    on (default: ``auto``, the best one for NumPy chunks).
+    One block per ``options.chunk`` images; ``options.backend`` names the backend
+    the chunks run on (default: ``auto``, the best one for NumPy chunks).
     """
+    options = _check_options(options)
     dask = _need("dask")
     da = _need("dask.array")
     from ._api import conv2d
+    from .pooling import avg_pool2d, max_pool2d
 
-    dt = _compute_dtype(stack, dtype)
+    dt = _compute_dtype(stack, options)
     meta = np.empty((0,) * 4, dtype=stack.dtype)
-    x = da.from_array(stack, chunks=(chunk, -1, -1, -1), asarray=False, lock=False, meta=meta)
+    x = da.from_array(
+        stack, chunks=(options.chunk, -1, -1, -1), asarray=False, lock=False, meta=meta
+    )
     if x.dtype != dt:
         x = x.astype(dt)
     w = da.from_array(np.asarray(weight, dtype=dt), chunks=-1)
     b = None if bias is None else da.from_array(np.asarray(bias, dtype=dt), chunks=-1)
+    backend = options.backend
     settings = {} if backend in (None, "auto") else {BLOCK_BACKEND_KEY: backend}
     with dask.config.set(settings):
         y = conv2d(
-            x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
-            backend="dask",
+            x, w, b, stride=options.stride, padding=options.padding, dilation=options.dilation,
+            groups=options.groups, backend="dask",
         )  # fmt: skip
-        if pool is not None:
-            y = _pool(y, pool, pool_size, pool_stride)
+        if options.pool is not None:
+            pool = max_pool2d if options.pool == "max" else avg_pool2d
+            y = pool(y, options.pool_size, options.pool_stride, backend="dask")
     return y.rechunk({0: x.chunks[0], 1: -1, 2: -1, 3: -1})
 
 
@@ -374,18 +486,9 @@ def apply_stack(
     output_path,
     weight,
     bias=None,
+    options: ApplyOptions = ApplyOptions(),
     *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups: int = 1,
-    pool: str | None = None,
-    pool_size=2,
-    pool_stride=None,
-    chunk: int = 32,
-    dtype=None,
     scheduler: str | None = None,
-    backend: str | None = None,
     progress: Callable[[int], Any] | None = None,
     on_start: Callable[[int, int], Any] | None = None,
 ) -> ApplyReport:
@@ -401,61 +504,36 @@ def apply_stack(
         interrupted run of the same job.
     weight, bias : NumPy arrays
         ``(F, C/groups, KH, KW)`` and ``(F,)``.
-    stride, padding, dilation, groups
-        As for :func:`convcore.conv2d`.
-    pool : {"max", "avg"} or None
-        Pooling after the convolution, with ``pool_size`` and ``pool_stride``
-        (default: the pool size).
-    chunk : int
-        Images per task and per output Zarr chunk: with the workspace limit, it
-        bounds each worker's memory.
-    dtype : "float32", "float64" or None
-        Compute and output dtype (default: the input's when it is one of those,
-        else float32).
+    options : ApplyOptions
+        The convolution, pooling, chunk, dtype and the chunks' backend (default:
+        ``ApplyOptions()``).
     scheduler : str, optional
         Address of a ``dask.distributed`` scheduler (``tcp://host:port``); default
         ``$CONVCORE_DASK_SCHEDULER``, else Dask's threaded scheduler in this
         process.
-    backend : str, optional
-        Backend for the chunks (default ``auto``: numba for NumPy chunks).
     progress : callable, optional
         ``progress(index)`` after each chunk is written and recorded.
     on_start : callable, optional
         ``on_start(total, already_done)`` once the output is open.
     """
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive number of images, got {chunk!r}")
+    options = _check_options(options)
     start_time = time.perf_counter()
     stack = open_stack(input_path)
     output = Path(output_path).resolve()
-    options = {
-        "stride": stride,
-        "padding": padding,
-        "dilation": dilation,
-        "groups": groups,
-        "pool": pool,
-        "pool_size": pool_size,
-        "pool_stride": pool_stride,
-        "chunk": chunk,
-        "dtype": str(_compute_dtype(stack, dtype)),
-    }
-    y = build_graph(
-        stack, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        pool=pool, pool_size=pool_size, pool_stride=pool_stride, chunk=chunk, dtype=dtype,
-        backend=backend,
-    )  # fmt: skip
+    recorded = _job_options(options, _compute_dtype(stack, options))
+    y = build_graph(stack, weight, bias, options)
     total = len(y.chunks[0])
     job = {
-        "fingerprint": _fingerprint(stack, weight, bias, json.loads(json.dumps(options))),
+        "fingerprint": _fingerprint(stack, weight, bias, recorded),
         "input": getattr(stack, "path", None) or stack.directory,
-        "options": json.loads(json.dumps(options)),
+        "options": recorded,
         "chunks": total,
     }
     address = scheduler or os.environ.get(ENV_SCHEDULER) or None
     with contextlib.ExitStack() as resources:
         # Connect first: an unreachable scheduler fails before anything is written.
         client = None if address is None else resources.enter_context(_connect(address))
-        _open_output(output, tuple(int(s) for s in y.shape), chunk, y.dtype, job)
+        _open_output(output, tuple(int(s) for s in y.shape), options.chunk, y.dtype, job)
         done = _finished(output, total)
         if on_start is not None:
             on_start(total, len(done))
@@ -541,143 +619,3 @@ def _run_distributed(client, writes: dict, finished: Callable[[int], None]) -> d
         return dict(client.run(_peak_rss_mib))
     except Exception:  # a worker restarting after a crash: no figure, not an error
         return {}
-
-
-# ---------------------------------------------------------------------------
-# the command
-# ---------------------------------------------------------------------------
-def _ints(text: str, name: str, count: tuple[int, ...]):
-    """``"2"`` -> 2, ``"2,1"`` -> (2, 1); the number of entries must be in ``count``."""
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"must be integers separated by commas, got {text!r}", param_hint=name
-        ) from None
-    if len(values) not in count:
-        raise click.BadParameter(
-            f"must have {' or '.join(map(str, count))} entries, got {text!r}", param_hint=name
-        )
-    return values[0] if len(values) == 1 else values
-
-
-def _padding(text: str):
-    if text.lower() in ("same", "valid"):
-        return text.lower()
-    return _ints(text, "--padding", (1, 2, 4))
-
-
-def _load_npy(path: str, name: str):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=name) from None
-
-
-@click.command("apply")
-@click.argument("input_path", metavar="INPUT", type=click.Path())
-@click.argument("output_path", metavar="OUTPUT", type=click.Path())
-@click.option(
-    "--weight", "-w", required=True, type=click.Path(dir_okay=False), help="Filters (.npy)."
-)
-@click.option("--bias", type=click.Path(dir_okay=False), help="Bias (.npy), shape (F,).")
-@click.option("--stride", default="1", show_default=True, help="S or SH,SW.")
-@click.option("--padding", default="0", show_default=True, help="P, PH,PW, T,B,L,R or same.")
-@click.option("--dilation", default="1", show_default=True, help="D or DH,DW.")
-@click.option("--groups", default=1, show_default=True, help="Channel groups.")
-@click.option("--pool", type=click.Choice(["max", "avg"]), help="Pool the convolution's output.")
-@click.option("--pool-size", default="2", show_default=True, help="K or KH,KW.")
-@click.option("--pool-stride", default=None, help="S or SH,SW [default: the pool size].")
-@click.option("--chunk", default=32, show_default=True, help="Images per task and Zarr chunk.")
-@click.option(
-    "--dtype", type=click.Choice(["float32", "float64"]), help="Default: the input's, or float32."
-)
-@click.option(
-    "--scheduler",
-    metavar="ADDRESS",
-    help=f"dask.distributed scheduler, tcp://host:port [default: ${ENV_SCHEDULER}, "
-    "else threads in this process].",
-)
-@click.option(
-    "--backend", "-b", metavar="NAME", help="Backend for each chunk [default: auto, numba]."
-)
-def apply_command(
-    input_path,
-    output_path,
-    weight,
-    bias,
-    stride,
-    padding,
-    dilation,
-    groups,
-    pool,
-    pool_size,
-    pool_stride,
-    chunk,
-    dtype,
-    scheduler,
-    backend,
-):
-    """Convolve (and pool) an image stack on disk into a Zarr array, chunk by chunk.
-
-    INPUT is a Zarr array (N, C, H, W) or a directory of .npy files, read in
-    sorted name order, each one image (C, H, W) or a stack (n, C, H, W).
-    OUTPUT is a Zarr array (N, F, Ho, Wo), written one chunk of --chunk images
-    at a time with Dask.  An interrupted run resumes when run again with the
-    same arguments: finished chunks are not recomputed.
-    """
-    from ._config import requested_backend
-
-    if chunk < 1:
-        raise click.BadParameter(f"must be >= 1, got {chunk}", param_hint="--chunk")
-    if backend is not None:
-        requested_backend(backend)  # an unknown name is a usage error
-    options = {
-        "stride": _ints(stride, "--stride", (1, 2)),
-        "padding": _padding(padding),
-        "dilation": _ints(dilation, "--dilation", (1, 2)),
-        "groups": groups,
-        "pool": pool,
-        "pool_size": _ints(pool_size, "--pool-size", (1, 2)),
-        "pool_stride": None if pool_stride is None else _ints(pool_stride, "--pool-stride", (1, 2)),
-        "chunk": chunk,
-        "dtype": dtype,
-        "scheduler": scheduler,
-        "backend": backend,
-    }
-    w = _load_npy(weight, "--weight")
-    b = None if bias is None else _load_npy(bias, "--bias")
-    with contextlib.ExitStack() as stack:
-        bars = []
-
-        def on_start(total: int, done: int) -> None:
-            where = scheduler or os.environ.get(ENV_SCHEDULER) or "threads in this process"
-            resumed = f", {done} already written" if done else ""
-            click.echo(
-                f"{total} chunks of up to {chunk} images{resumed}; scheduler: {where}", err=True
-            )
-            bar = stack.enter_context(
-                click.progressbar(length=total, label="writing", file=sys.stderr)
-            )
-            bar.update(done)
-            bars.append(bar)
-
-        try:
-            report = apply_stack(
-                input_path,
-                output_path,
-                w,
-                b,
-                progress=lambda _: bars[0].update(1),
-                on_start=on_start,
-                **options,
-            )
-        except ImportError as exc:
-            raise click.UsageError(str(exc)) from None
-    shape = " x ".join(map(str, report.shape))
-    click.echo(
-        f"wrote {report.output}: {shape} {report.dtype}; {report.computed} chunks computed, "
-        f"{report.skipped} already written; {report.seconds:.1f} s"
-    )
-    for who, peak in report.peak_rss_mib.items():
-        click.echo(f"peak memory ({who}): {peak:.0f} MiB")

@@ -1,4 +1,4 @@
-"""mkdocs hooks: the generated parts of the site (see ``convcore/_docgen.py``).
+"""mkdocs hooks: the generated parts of the site (see ``docs/_docgen.py``).
 
 * ``on_files``: the pictures of the concepts page, drawn with matplotlib from
   ``convcore.im2col`` / ``col2im`` / ``conv2d`` output, added to the site as
@@ -14,7 +14,9 @@ can collect it without the ``docs`` extra.
 
 from __future__ import annotations
 
-from convcore import _docgen
+# The sibling docs/_docgen.py: mkdocs (>= 1.6) puts this file's folder on sys.path
+# while it loads the hook, and pytest has docs/ in its pythonpath.
+import _docgen
 
 IMAGE_DIR = "img/generated"
 

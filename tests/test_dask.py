@@ -8,11 +8,14 @@
   are refused with the rechunk to do;
 * ``convcore apply`` streams a stack from Zarr or ``.npy`` files into Zarr,
   resumes after an interruption without recomputing finished chunks, and
-  finishes with the right output when a worker process is killed mid-job.
+  finishes with the right output when a worker process is killed mid-job;
+* ``ApplyOptions`` checks every field, and the command builds the same options
+  (the same job fingerprint) as the Python API.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -26,10 +29,12 @@ from click.testing import CliRunner
 from expected_backend import auto_for_numpy
 
 import convcore
+from convcore import cli as cli_module
 from convcore import stack as stack_module
 from convcore._registry import get_registry
 from convcore.cli import main
 from convcore.pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from convcore.stack import ApplyOptions
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
@@ -548,7 +553,7 @@ def test_apply_on_a_cluster_survives_a_killed_worker(cluster, job, monkeypatch, 
 
     monkeypatch.setenv(stack_module.ENV_SCHEDULER, cluster.scheduler_address)
     report = stack_module.apply_stack(
-        stack, out, w, b, padding=1, pool="max", chunk=4, progress=progress
+        stack, out, w, b, ApplyOptions(padding=1, pool="max", chunk=4), progress=progress
     )
     assert killed and report.computed == report.chunks == 35
     assert report.scheduler == cluster.scheduler_address
@@ -561,6 +566,184 @@ def test_apply_on_a_cluster_survives_a_killed_worker(cluster, job, monkeypatch, 
     deadline = time.monotonic() + 30
     while len(cluster.scheduler_info["workers"]) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # the nanny restarts the killed worker
+
+
+# --------------------------------------------------------------------------- ApplyOptions
+
+# (field, bad value, error, what the message says besides the field and the value)
+BAD_OPTIONS = [
+    ("stride", 0, ValueError, ">= 1 on every axis"),
+    ("stride", (1, 2, 3), ValueError, "a sequence of 2 ints"),
+    ("stride", "2", TypeError, "an int or a sequence of 2 ints"),
+    ("padding", -1, ValueError, ">= 0 on every side"),
+    ("padding", "full", ValueError, "'valid' or 'same'"),
+    ("padding", 1.5, TypeError, "an integer"),
+    ("dilation", (1, 0), ValueError, ">= 1 on every axis"),
+    ("groups", 0, ValueError, "a positive integer"),
+    ("groups", True, TypeError, "a positive integer"),
+    ("groups", 2.0, TypeError, "a positive integer"),
+    ("pool", "min", ValueError, "None, 'max' or 'avg'"),
+    ("pool", "MAX", ValueError, "None, 'max' or 'avg'"),
+    ("pool", 1, ValueError, "None, 'max' or 'avg'"),
+    ("pool_size", 0, ValueError, ">= 1 on every axis"),
+    ("pool_size", (2, 2, 2), ValueError, "a sequence of 2 ints"),
+    ("pool_stride", (2, 0), ValueError, ">= 1 on every axis"),
+    ("chunk", 0, ValueError, "a positive number of images"),
+    ("chunk", 2.5, TypeError, "a positive number of images"),
+    ("chunk", "4", TypeError, "a positive number of images"),
+    ("dtype", "float16", ValueError, "None, 'float32' or 'float64'"),
+    ("dtype", "nonsense", ValueError, "None, 'float32' or 'float64'"),
+    ("dtype", int, ValueError, "None, 'float32' or 'float64'"),
+    ("backend", 3, TypeError, "a backend name or None"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, value, error, expected",
+    BAD_OPTIONS,
+    ids=[f"{b[0]}={b[1]!r}" for b in BAD_OPTIONS],
+)
+def test_apply_options_name_the_bad_field(name, value, error, expected):
+    with pytest.raises(error) as exc:
+        ApplyOptions(**{name: value})
+    message = str(exc.value)
+    assert message.startswith(f"{name} must be "), message
+    assert repr(value) in message and expected in message, message
+
+
+def test_every_apply_option_is_checked():
+    fields = [f.name for f in dataclasses.fields(ApplyOptions)]
+    assert sorted(fields) == sorted({b[0] for b in BAD_OPTIONS})
+
+
+def test_apply_options_defaults_and_normal_form():
+    assert dataclasses.asdict(ApplyOptions()) == {
+        "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "pool": None, "pool_size": 2,
+        "pool_stride": None, "chunk": 32, "dtype": None, "backend": None,
+    }  # fmt: skip
+    options = ApplyOptions(
+        stride=[2, 1], padding=[[1, 0], [2, 1]], dilation=np.array([1, 2]), groups=np.int64(2),
+        pool="avg", pool_size=[3, 3], pool_stride=(np.int32(1), 2), chunk=np.int32(4),
+        dtype=np.float32, backend="numpy",
+    )  # fmt: skip
+    assert options == ApplyOptions(
+        stride=(2, 1), padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2, pool="avg",
+        pool_size=(3, 3), pool_stride=(1, 2), chunk=4, dtype="float32", backend="numpy",
+    )  # fmt: skip
+    assert type(options.groups) is int and type(options.chunk) is int
+    assert all(type(v) is int for v in options.dilation + options.pool_stride)
+    assert ApplyOptions(dtype=np.dtype("f8")).dtype == "float64"
+    assert ApplyOptions(padding="same").padding == "same"
+    assert hash(options) == hash(dataclasses.replace(options))  # frozen: usable as a key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.chunk = 8
+
+
+def test_job_options_are_recorded_as_before():
+    # What an output's attributes record (and the fingerprint hashes): the keys, their
+    # order and the values of the versions before ApplyOptions, so their outputs resume.
+    recorded = stack_module._job_options(
+        ApplyOptions(stride=(2, 1), padding=1, pool="max", chunk=4, backend="numpy"),
+        np.dtype(np.float32),
+    )
+    assert list(recorded.items()) == [
+        ("stride", [2, 1]), ("padding", 1), ("dilation", 1), ("groups", 1), ("pool", "max"),
+        ("pool_size", 2), ("pool_stride", None), ("chunk", 4), ("dtype", "float32"),
+    ]  # fmt: skip
+
+
+def test_apply_takes_one_options_object(job, tmp_path):
+    _, w, b, _, paths = job
+    with pytest.raises(TypeError, match=r"options must be an ApplyOptions, got \{'chunk': 4\}"):
+        stack_module.apply_stack(paths["npy"], tmp_path / "o.zarr", w, b, {"chunk": 4})
+    with pytest.raises(TypeError, match="options must be an ApplyOptions"):
+        stack_module.build_graph(stack_module.open_stack(paths["npy"]), w, b, 4)
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_build_graph_follows_the_options(job, assert_close):
+    x, w, b, want, paths = job
+    stack = stack_module.open_stack(paths["npy"])
+    y = stack_module.build_graph(stack, w, b, ApplyOptions(padding=1, pool="max", chunk=5))
+    assert isinstance(y, da.Array) and y.chunks[0] == (5, 5, 5, 5, 3)
+    assert_close(y.compute(), want)
+    plain = stack_module.build_graph(stack, w, options=ApplyOptions(dtype="float64"))
+    assert plain.dtype == np.float64 and plain.chunks[0] == (23,)
+    assert_close(plain.compute(), convcore.conv2d(x.astype(np.float64), w.astype(np.float64)))
+
+
+CLI_JOBS = [
+    ("defaults", [], ApplyOptions()),
+    (
+        "every_option",
+        ["--bias", "B", "--stride", "2,1", "--padding", "SAME", "--dilation", "1,2",
+         "--groups", "1", "--pool", "avg", "--pool-size", "2", "--pool-stride", "1,2",
+         "--chunk", "3", "--dtype", "float64", "-b", "numpy"],
+        ApplyOptions(stride=(2, 1), padding="same", dilation=(1, 2), pool="avg", pool_size=2,
+                     pool_stride=(1, 2), chunk=3, dtype="float64", backend="numpy"),
+    ),
+    (
+        "four_sides",
+        ["--padding", "1,0,2,1", "--pool", "max", "--pool-size", "3,2", "--chunk", "8"],
+        ApplyOptions(padding=(1, 0, 2, 1), pool="max", pool_size=(3, 2), chunk=8),
+    ),
+]  # fmt: skip
+
+
+@needs_zarr
+@pytest.mark.parametrize("args, expected", [c[1:] for c in CLI_JOBS], ids=[c[0] for c in CLI_JOBS])
+def test_the_command_builds_the_options_of_the_python_api(runner, job, monkeypatch, args, expected):
+    _, w, b, _, paths = job
+    given = []
+    real_apply = cli_module.apply_stack
+
+    def spy(input_path, output_path, weight, bias, options, **kwargs):
+        given.append(options)
+        return real_apply(input_path, output_path, weight, bias, options, **kwargs)
+
+    monkeypatch.setattr(cli_module, "apply_stack", spy)
+    out = paths["dir"] / "cli.zarr"
+    args = [str(paths["b"]) if a == "B" else a for a in args]
+    result = runner.invoke(
+        main,
+        ["apply", str(paths["npy"]), str(out), "--weight", str(paths["w"]), *args],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert given == [expected]
+    bias = b if "--bias" in args else None
+    # the Python API with the same options: the same job (same fingerprint), so it
+    # resumes the command's output with nothing left to do ...
+    report = stack_module.apply_stack(paths["npy"], out, w, bias, expected)
+    assert report.computed == 0 and report.skipped == report.chunks
+    # ... also on another backend (not part of the job), and a fresh run records the same
+    again = dataclasses.replace(expected, backend="array_api")
+    fresh = paths["dir"] / "python.zarr"
+    stack_module.apply_stack(paths["npy"], fresh, w, bias, again)
+    recorded = [dict(zarr.open_array(str(o), mode="r").attrs)[stack_module.ATTRS_KEY]
+                for o in (out, fresh)]  # fmt: skip
+    assert recorded[0]["fingerprint"] == recorded[1]["fingerprint"]
+    assert recorded[0]["options"] == recorded[1]["options"]
+    got, want = (zarr.open_array(str(o), mode="r")[:] for o in (fresh, out))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_zarr
+def test_option_errors_of_the_command_name_the_option(runner, job, tmp_path):
+    _, _, _, _, paths = job
+    out = tmp_path / "out.zarr"
+    for extra, needle in [
+        (("--stride", "0"), "stride must be >= 1"),
+        (("--dilation", "1,0"), "dilation must be >= 1"),
+        (("--padding", "-1"), "padding must be >= 0"),
+        (("--groups", "0"), "groups must be a positive integer"),
+        (("--pool-size", "0"), "pool_size must be >= 1"),
+        (("--pool-stride", "2,0"), "pool_stride must be >= 1"),
+        (("--chunk", "0"), "Invalid value for --chunk: must be >= 1, got 0"),
+        (("--pool-size", "2,2,2"), "Invalid value for --pool-size: must have 1 or 2 entries"),
+    ]:
+        _one_line_error(_apply(runner, paths, out, *extra), needle)
+        assert not out.exists()  # checked before anything is read or written
 
 
 # --------------------------------------------------------------------------- imports

@@ -5,7 +5,7 @@
 * the hook signatures in ``docs/plugins.md`` are the hookspecs of
   ``convcore/hookspecs.py``, and every hookspec is documented there;
 * the ``BackendSpec`` table in ``docs/plugins.md`` lists exactly the dataclass fields;
-* the generators in ``convcore/_docgen.py`` (capability table, picture data) say
+* the generators in ``docs/_docgen.py`` (capability table, picture data) say
   what the registry and a naive computation say.
 """
 
@@ -22,12 +22,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _docgen  # docs/_docgen.py (docs/ is in pytest's pythonpath)
 import numpy as np
 import pluggy
 import pytest
 
 import convcore
-from convcore import _docgen, hookspecs
+from convcore import hookspecs
 from convcore._registry import BackendRegistry, BackendSpec, available_backends
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,14 @@ that the code already knows:
   :func:`convcore.col2im` and :func:`convcore.conv2d` themselves, what the
   pictures show; :func:`render_figures` draws them with matplotlib (Agg).
 
-Only NumPy and convcore are imported at module level: matplotlib (in the ``docs``
-extra) is imported by the drawing functions alone.
+Only NumPy and convcore's public API (and the registry's list of dtype names)
+are imported at module level: matplotlib (in the ``docs`` extra) is imported by
+the drawing functions alone.
+
+This is a tool of the documentation, not part of the library: it lives next to
+the hook, outside the package, and is imported as the top-level module
+``_docgen`` (mkdocs puts the hook's folder on ``sys.path`` while it loads the
+hook; pytest has ``docs`` in its ``pythonpath``).
 """
 
 from __future__ import annotations
@@ -27,10 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._api import col2im, conv2d, im2col
-from ._registry import _DTYPE_NAMES, BackendInfo, available_backends
-from ._version import __version__
-from .geometry import ConvGeometry, conv_geometry
+from convcore import (
+    BackendInfo,
+    ConvGeometry,
+    __version__,
+    available_backends,
+    col2im,
+    conv2d,
+    conv_geometry,
+    im2col,
+)
+from convcore._registry import _DTYPE_NAMES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
