@@ -139,12 +139,14 @@ def zeros(xp, shape, like):
 
 def spatial_rank(name: str, arr, nd: int | None = None) -> int:
     """The number of spatial axes of ``arr`` (``nd`` when the function fixes it)."""
+    if nd is not None:
+        return nd  # the caller checks the number of axes against its layout's labels
     if arr.ndim < 3:
         raise ValueError(
             f"{name} must have a batch axis, a channel axis and at least one spatial axis "
             f"(3-D for 1-D data, 4-D for images, 5-D for volumes), got shape {tuple(arr.shape)}"
         )
-    return arr.ndim - 2 if nd is None else nd
+    return arr.ndim - 2
 
 
 # ---------------------------------------------------------------------------

@@ -1,81 +1,83 @@
-"""Max and average pooling (NCHW) through :func:`convcore.im2col` / :func:`convcore.col2im`.
+"""Max and average pooling, 1-D to 3-D in any layout, on the backends' im2col and col2im.
 
 Pooling is im2col followed by a reduction over each column: the maximum or the
 mean of every window.  The backward passes put the output gradient back into
 the column matrix (a one-hot of the chosen tap per window for max pooling, the
 gradient divided by the window's divisor for average pooling) and sum it onto
-the image with :func:`convcore.col2im`.  That sum is a gather on every backend,
+the image with the backend's col2im.  That sum is a gather on every backend,
 so the gradients are deterministic: no atomics, no scatter with duplicate
 indices.
 
-Only the public :func:`convcore.im2col` / :func:`convcore.col2im` and array-API
-operations (through array-api-compat) are used, so pooling runs on every
-backend that implements those two ops, on any array namespace it accepts, and
-the ``backend=`` keyword / :func:`convcore.use_backend` choose which.
+The operators go the convolution's way: arguments validated by
+:mod:`convcore._validation`, windows resolved by
+:func:`convcore.geometry.pool_geometry`, a channels-first view of ``layout``'s
+axes, and one :func:`convcore._dispatch.select` plan for the backend ops the
+operator runs (:data:`convcore._registry.DERIVED_OPS`), so that a backend that
+cannot run all of them is refused before any work, float16/bfloat16 runs in
+float32 where the backend does not declare the half type, and 1-D runs as 2-D
+where only 2-D kernels are declared.  The reductions are array-API operations
+(through array-api-compat): pooling runs on every backend and array namespace
+that runs im2col and col2im.
 
-Names, defaults and semantics follow PyTorch's ``torch.nn.functional.max_pool2d``
-and ``avg_pool2d`` (CPU kernels), including ``ceil_mode``, ``count_include_pad``,
-``divisor_override``, the padding limit and the treatment of NaN.  One option is
-added: ``ceil_mode="seed"``, the seed document's (and convcore.matlab's
-``is_conv=False``) plain ceil rule.  See ``docs/pooling.md``.
+Names, defaults and semantics follow PyTorch's ``torch.nn.functional``
+``max_pool1d/2d/3d`` and ``avg_pool1d/2d/3d`` (CPU kernels), including
+``ceil_mode``, ``count_include_pad``, ``divisor_override``, the padding limit and
+the treatment of NaN.  One rule is added: ``ceil_mode="cover_all"``, Chainer's
+name for the seed document's (and convcore.matlab's ``is_conv=False``) plain
+ceil.  See ``docs/pooling.md``.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
 
-from ._api import col2im, im2col
-from ._layer_base import _Layer
-from ._registry import dtype_name
-from ._validation import check_floating as _check_floating
-from ._validation import namespace as _namespace
-from .geometry import normalize_padding, normalize_tuple
+from ._dispatch import Plan, select
+from ._validation import (
+    Layout,
+    check_floating,
+    check_ndim,
+    check_nonempty,
+    check_same,
+    flag,
+    namespace,
+    spatial_rank,
+    zeros,
+)
+from .geometry import ConvGeometry, normalize_tuple, pool_geometry, pool_output_size
 
 __all__ = [
-    "AvgPool2D",
-    "MaxPool2D",
+    "avg_pool",
+    "avg_pool1d",
+    "avg_pool1d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
+    "avg_pool_backward",
+    "max_pool",
+    "max_pool1d",
+    "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
+    "max_pool_backward",
     "pool_output_size",
 ]
 
 Array = Any
 ArrayNamespace = Any
 
-_AXES = ("height", "width")
-_CEIL_MODES = "False, True or 'seed'"
+_CHANNELS_FIRST = "channels_first"
 
 
 # ---------------------------------------------------------------------------
-# options and geometry (pure Python)
+# validation
 # ---------------------------------------------------------------------------
-def _flag(name: str, value) -> bool:
-    """A bool option; NumPy bools are accepted, ints and strings are not."""
-    if isinstance(value, bool):
-        return value
-    if type(value).__name__ in ("bool_", "bool") and hasattr(value, "dtype"):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False, got {value!r}")
-
-
-def _ceil_mode(value) -> bool | str:
-    if isinstance(value, str):
-        if value == "seed":
-            return "seed"
-        raise ValueError(f"ceil_mode must be {_CEIL_MODES}, got {value!r}")
-    try:
-        return _flag("ceil_mode", value)
-    except TypeError:
-        raise TypeError(f"ceil_mode must be {_CEIL_MODES}, got {value!r}") from None
-
-
 def _divisor(value) -> int | None:
     if value is None:
         return None
@@ -93,209 +95,103 @@ def _divisor(value) -> int | None:
     return value
 
 
-@dataclass(frozen=True)
-class _Options:
-    """Validated pooling options that do not depend on the input size."""
+def _image(func: str, name: str, arr, layout, nd: int | None, **others):
+    """Validate the image argument ``name`` (and same-dtype/device ``others``).
 
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # (top, bottom, left, right)
-    dilation: tuple[int, int]
-    ceil_mode: bool | str
-
-
-def _options(kernel_size, stride, padding, dilation, ceil_mode) -> _Options:
-    kernel = normalize_tuple(kernel_size, 2, "kernel_size")
-    strides = kernel if stride is None else normalize_tuple(stride, 2, "stride")
-    dilations = normalize_tuple(dilation, 2, "dilation")
-    pads = normalize_padding(padding, 2)
-    if isinstance(pads, str):
-        raise ValueError(
-            f"padding must be an int, (pad_h, pad_w) or (top, bottom, left, right), got "
-            f"{padding!r}; 'same' is a convolution option, pooling follows PyTorch"
-        )
-    for axis, k in enumerate(kernel):
-        if max(pads[2 * axis], pads[2 * axis + 1]) > k // 2:
-            raise ValueError(
-                f"padding must be at most half the kernel size on every side (PyTorch's "
-                f"rule, pad <= kernel_size // 2), got padding={padding!r} with "
-                f"kernel_size={kernel} ({k} // 2 = {k // 2} along the {_AXES[axis]} axis)"
-            )
-    return _Options(kernel, strides, pads, dilations, _ceil_mode(ceil_mode))
-
-
-def _output_length(size, k, s, before, after, d, ceil_mode) -> int:
-    """Number of windows along one axis (PyTorch's ``pooling_output_shape``)."""
-    span = size + before + after - (d * (k - 1) + 1)
-    if ceil_mode is False:
-        return span // s + 1
-    out = -(-span // s) + 1
-    # PyTorch drops a last window that starts in the bottom/right padding; the seed keeps it.
-    if ceil_mode is True and (out - 1) * s - before >= size:
-        out -= 1
-    return out
-
-
-@dataclass(frozen=True)
-class _PoolGeometry:
-    """Options resolved against an input size ``(H, W)``.
-
-    ``im2col_padding`` is ``padding`` with the bottom/right sides extended by the
-    ceil overhang, so that im2col's floor geometry yields exactly ``output_size``.
+    Returns ``xp``, the :class:`Layout` and the channels-first view of ``arr``.
     """
-
-    options: _Options
-    input_size: tuple[int, int]
-    output_size: tuple[int, int]
-    im2col_padding: tuple[int, int, int, int]
-
-    @property
-    def kernel_numel(self) -> int:
-        return self.options.kernel_size[0] * self.options.kernel_size[1]
-
-    @property
-    def output_numel(self) -> int:
-        return self.output_size[0] * self.output_size[1]
-
-    def axis(self, i: int):
-        o = self.options
-        return (
-            self.input_size[i],
-            o.kernel_size[i],
-            o.stride[i],
-            o.padding[2 * i],
-            o.padding[2 * i + 1],
-            o.dilation[i],
-            self.output_size[i],
-        )
-
-    def im2col_kwargs(self) -> dict:
-        o = self.options
-        return {"stride": o.stride, "padding": self.im2col_padding, "dilation": o.dilation}
+    xp = namespace(**{name: arr}, **others)
+    lay = Layout(layout, spatial_rank(name, arr, nd))
+    check_ndim(name, arr, lay.labels)
+    check_floating(xp, name, arr, func)
+    check_nonempty(name, tuple(arr.shape), lay.labels)
+    check_same(xp, name, arr, **others)
+    return xp, lay, lay.to_first(xp, arr)
 
 
-def _geometry(options: _Options, input_size, func: str) -> _PoolGeometry:
-    out, pads = [], list(options.padding)
-    for i in range(2):
-        size, k = input_size[i], options.kernel_size[i]
-        s, d = options.stride[i], options.dilation[i]
-        before, after = options.padding[2 * i], options.padding[2 * i + 1]
-        n = _output_length(size, k, s, before, after, d, options.ceil_mode)
-        if n < 1:
-            raise ValueError(
-                f"{func}: kernel_size {options.kernel_size} with dilation {options.dilation} "
-                f"spans {d * (k - 1) + 1} along the {_AXES[i]} axis, more than the input's "
-                f"{size} plus padding {before} + {after}: no window fits "
-                f"(ceil_mode={options.ceil_mode!r})"
-            )
-        out.append(n)
-        pads[2 * i + 1] += max(0, (n - 1) * s + d * (k - 1) + 1 - (size + before + after))
-    return _PoolGeometry(options, tuple(input_size), tuple(out), tuple(pads))
-
-
-def pool_output_size(
-    input_size, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
-) -> tuple[int, int]:
-    """Spatial output size ``(Ho, Wo)`` of :func:`max_pool2d` / :func:`avg_pool2d`.
-
-    Per axis, with ``e = dilation*(kernel_size - 1) + 1`` and ``p_b, p_a`` the
-    padding before and after:
-
-    * ``ceil_mode=False``: ``floor((H + p_b + p_a - e) / stride) + 1``;
-    * ``ceil_mode=True`` (PyTorch): ``ceil((H + p_b + p_a - e) / stride) + 1``,
-      minus one when the last window would start at or beyond ``H + p_b``
-      (in the bottom/right padding);
-    * ``ceil_mode="seed"``: ``ceil((H + p_b + p_a - e) / stride) + 1``, no
-      window dropped (the seed document's rule, Chainer's ``cover_all``).
-
-    Examples
-    --------
-    >>> from convcore.pooling import pool_output_size
-    >>> pool_output_size((5, 5), 2, padding=1, ceil_mode=True)
-    (3, 3)
-    >>> pool_output_size((5, 5), 2, padding=1, ceil_mode="seed")
-    (4, 4)
-    """
-    if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__"):
-        raise TypeError(f"input_size must be a pair (H, W), got {input_size!r}")
-    if len(input_size) != 2:
-        raise ValueError(f"input_size must be a pair (H, W), got {input_size!r}")
-    size = normalize_tuple(input_size, 2, "input_size")
-    options = _options(kernel_size, stride, padding, dilation, ceil_mode)
-    return _geometry(options, size, "pool_output_size").output_size
-
-
-# ---------------------------------------------------------------------------
-# array checks
-# ---------------------------------------------------------------------------
-def _check_input(xp, x, func: str) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"{func}: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    if any(s is None or s < 1 for s in x.shape[1:]):
-        raise ValueError(
-            f"{func}: x must have non-empty C, H and W axes (N, C, H, W), got shape "
-            f"{tuple(x.shape)}"
-        )
-    _check_floating(xp, "x", x, func)
-
-
-def _check_grad_out(xp, grad_out, expected, func: str, ref=None) -> None:
-    if ref is not None:
-        if grad_out.dtype != ref.dtype:
-            raise TypeError(
-                f"{func}: grad_out has dtype {dtype_name(xp, grad_out.dtype)} but x has dtype "
-                f"{dtype_name(xp, ref.dtype)}; they must match"
-            )
-        if array_api_compat.device(grad_out) != array_api_compat.device(ref):
-            raise ValueError(
-                f"{func}: grad_out is on device {array_api_compat.device(grad_out)!r} but x is "
-                f"on {array_api_compat.device(ref)!r}; they must be on the same device"
-            )
+def _check_grad_out(grad_out, expected, lay: Layout) -> None:
     if tuple(grad_out.shape) != tuple(expected):
         raise ValueError(
-            f"{func}: grad_out must have the forward output's shape {tuple(expected)} "
-            f"(N, C, Ho, Wo), got {tuple(grad_out.shape)}"
+            f"grad_out must have the forward output's shape {tuple(expected)} "
+            f"({lay.labels}), got {tuple(grad_out.shape)}"
         )
 
 
 # ---------------------------------------------------------------------------
-# window tables (small, per axis, built in Python then broadcast)
+# columns and window tables
 # ---------------------------------------------------------------------------
-def _taps(geom: _PoolGeometry, i: int):
-    """``pos[tap][window]``: the input row (column) each tap of each window reads."""
-    _, k, s, before, _, d, n = geom.axis(i)
-    return [[o * s - before + t * d for o in range(n)] for t in range(k)]
+def _columns(xp, plan: Plan, x, geom: ConvGeometry):
+    """``(N, C, K, L)``: the taps of every window, from the backend's im2col."""
+    n, c = x.shape[0], x.shape[1]
+    if n == 0:
+        return zeros(xp, (0, c, geom.kernel_numel, geom.output_numel), x)
+    cols = plan.im2col(xp, x, geom)
+    return xp.reshape(cols, (n, c, geom.kernel_numel, geom.output_numel))
 
 
-def _tap_tables(xp, geom: _PoolGeometry, device):
-    """Validity mask ``(K, L)`` (tap inside the image) and flat indices ``ih*W + iw``."""
-    h, w = geom.input_size
-    ph, pw = _taps(geom, 0), _taps(geom, 1)
-    rows = xp.asarray(ph, dtype=xp.int64, device=device)[:, None, :, None]
-    cols = xp.asarray(pw, dtype=xp.int64, device=device)[None, :, None, :]
-    valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    shape = (geom.kernel_numel, geom.output_numel)
-    return xp.reshape(valid, shape), xp.reshape(rows * w + cols, shape)
+def _fold(xp, plan: Plan, dcols, geom: ConvGeometry):
+    """``(N, C, K, L)`` window gradients summed onto the ``(N, C, *input_size)`` image."""
+    n, c = dcols.shape[0], dcols.shape[1]
+    if n == 0:
+        return zeros(xp, (0, c, *geom.input_size), dcols)
+    cols = xp.reshape(dcols, (n, c * geom.kernel_numel, geom.output_numel))
+    return plan.col2im(xp, cols, geom)
 
 
-def _divisors(xp, geom: _PoolGeometry, count_include_pad: bool, divisor_override, dtype, device):
-    """The divisor of every window, ``(L,)``: PyTorch's ``avg_pool2d`` rule."""
+def _taps(geom: ConvGeometry, i: int) -> list[list[int]]:
+    """``pos[tap][window]``: the input index each tap of each window reads along axis ``i``."""
+    s, before, d = geom.stride[i], geom.pad_before[i], geom.dilation[i]
+    return [[o * s - before + t * d for o in range(geom.output_size[i])]
+            for t in range(geom.kernel_size[i])]  # fmt: skip
+
+
+def _tap_tables(xp, geom: ConvGeometry, device):
+    """Validity mask ``(K, L)`` (tap inside the image) and flat plane indices ``(K, L)``.
+
+    Taps in C order over the kernel, windows in C order over the output (the
+    column order of im2col); the flat index is C order over the input plane
+    (``ih*W + iw`` in 2-D).
+    """
+    nd = geom.nd
+    valid = flat = None
+    step = 1
+    for i in reversed(range(nd)):
+        pos = xp.asarray(_taps(geom, i), dtype=xp.int64, device=device)
+        shape = [1] * (2 * nd)
+        shape[i], shape[nd + i] = geom.kernel_size[i], geom.output_size[i]
+        pos = xp.reshape(pos, tuple(shape))
+        inside = (pos >= 0) & (pos < geom.input_size[i])
+        valid = inside if valid is None else valid & inside
+        flat = pos * step if flat is None else flat + pos * step
+        step *= geom.input_size[i]
+    full = (*geom.kernel_size, *geom.output_size)
+    table = (geom.kernel_numel, geom.output_numel)
+    return (
+        xp.reshape(xp.broadcast_to(valid, full), table),
+        xp.reshape(xp.broadcast_to(flat, full), table),
+    )
+
+
+def _divisors(xp, geom: ConvGeometry, count_include_pad: bool, divisor_override, dtype, device):
+    """The divisor of every window, ``(L,)``: PyTorch's ``avg_pool`` rule, per axis multiplied."""
     if divisor_override is not None:
         return xp.asarray(float(divisor_override), dtype=dtype, device=device)
-    per_axis = []
-    for i in range(2):
-        size, k, s, before, after, _, n = geom.axis(i)
+    pads = geom.requested_padding
+    table = None
+    for i in range(geom.nd):
+        size, k, s = geom.input_size[i], geom.kernel_size[i], geom.stride[i]
+        before, after = pads[2 * i], pads[2 * i + 1]
         counts = []
-        for o in range(n):
+        for o in range(geom.output_size[i]):
             start = o * s - before
             end = min(start + k, size + after)  # the ceil overhang is not counted
             if not count_include_pad:
                 start, end = max(start, 0), min(end, size)
             counts.append(max(end - start, 0))
-        per_axis.append(counts)
-    # A window with nothing to count (only with ceil_mode="seed") has the sum 0; keep it 0.
-    table = [max(a * b, 1) for a in per_axis[0] for b in per_axis[1]]
-    return xp.asarray(table, dtype=dtype, device=device)
+        axis = xp.asarray(counts, dtype=dtype, device=device)
+        table = axis if table is None else xp.reshape(table[:, None] * axis[None, :], (-1,))
+    # A window with nothing to count (only with ceil_mode="cover_all") has the sum 0; keep it 0.
+    return xp.maximum(table, xp.ones((), dtype=dtype, device=device))
 
 
 def _accumulator(xp, dtype):
@@ -307,19 +203,6 @@ def _accumulator(xp, dtype):
 # ---------------------------------------------------------------------------
 # max pooling
 # ---------------------------------------------------------------------------
-def _max_setup(func, x, kernel_size, stride, padding, dilation, ceil_mode):
-    xp = _namespace(x=x)
-    _check_input(xp, x, func)
-    options = _options(kernel_size, stride, padding, dilation, ceil_mode)
-    return xp, _geometry(options, tuple(x.shape[2:]), func)
-
-
-def _max_columns(xp, x, geom: _PoolGeometry, backend):
-    n, c = x.shape[0], x.shape[1]
-    cols = im2col(x, geom.options.kernel_size, backend=backend, **geom.im2col_kwargs())
-    return xp.reshape(cols, (n, c, geom.kernel_numel, geom.output_numel))
-
-
 def _max_reduce(xp, cols, valid):
     """Window maxima ``(N, C, L)`` and ``has_nan``: NaN propagates, padding is -inf."""
     dev = array_api_compat.device(cols)
@@ -339,7 +222,7 @@ def _max_choice(xp, cols, valid, peak, nan_at, has_nan):
     and take a value if it is greater than the best so far or NaN.  So: the first
     maximum, or the last NaN; padding taps are never chosen; a window whose real
     taps are all -inf picks its first real tap; a window with no real tap
-    (``ceil_mode="seed"``, or a dilation stepping over a small input) picks none.
+    (``ceil_mode="cover_all"``, or a dilation stepping over a small input) picks none.
     """
     k = cols.shape[2]
     dev = array_api_compat.device(cols)
@@ -349,6 +232,196 @@ def _max_choice(xp, cols, valid, peak, nan_at, has_nan):
     rank = xp.where(nan_w, tap + 1, k - tap)  # unique per tap: last NaN or first maximum wins
     score = xp.where(hit, rank, xp.zeros((), dtype=xp.int32, device=dev))
     return hit & (score == xp.max(score, axis=2, keepdims=True))
+
+
+def _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode) -> ConvGeometry:
+    return pool_geometry(
+        tuple(xf.shape[2:]),
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+    )
+
+
+def _max_pool(
+    func, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout, backend, nd
+):
+    xp, lay, xf = _image(func, "x", x, layout, nd)
+    geom = _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode)
+    return_indices = flag("return_indices", return_indices)
+    plan = select("max_pool", xp, xf, backend, geom.nd)
+    n, c = xf.shape[0], xf.shape[1]
+    (xc,) = plan.cast(xp, xf)
+    cols = _columns(xp, plan, xc, geom)
+    dev = array_api_compat.device(x)
+    valid, flat = _tap_tables(xp, geom, dev)
+    out, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
+    out = lay.from_first(xp, plan.uncast(xp, x.dtype, xp.reshape(out, (n, c, *geom.output_size))))
+    if not return_indices:
+        return out
+    choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
+    zero = xp.zeros((), dtype=xp.int64, device=dev)
+    index = xp.sum(xp.where(choice, flat, zero), axis=2)
+    index = xp.where(xp.any(choice, axis=2), index, zero - 1)
+    return out, lay.from_first(xp, xp.reshape(index, (n, c, *geom.output_size)))
+
+
+def _max_pool_backward(
+    func, grad_out, x, kernel_size, stride, padding, dilation, ceil_mode, layout, backend, nd
+):
+    xp, lay, xf = _image(func, "x", x, layout, nd, grad_out=grad_out)
+    geom = _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode)
+    n, c = xf.shape[0], xf.shape[1]
+    _check_grad_out(grad_out, lay.shape_from_first((n, c, *geom.output_size)), lay)
+    plan = select("max_pool_backward", xp, xf, backend, geom.nd)
+    xc, gc = plan.cast(xp, xf, lay.to_first(xp, grad_out))
+    cols = _columns(xp, plan, xc, geom)
+    valid, _ = _tap_tables(xp, geom, array_api_compat.device(x))
+    _, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
+    choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
+    g = xp.reshape(gc, (n, c, 1, geom.output_numel))
+    dcols = xp.where(choice, g, zeros(xp, (), gc))
+    return lay.from_first(xp, plan.uncast(xp, x.dtype, _fold(xp, plan, dcols, geom)))
+
+
+def max_pool(
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode=False,
+    return_indices=False,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+):
+    """N-d max pooling (1, 2 or 3 spatial axes; the rank comes from ``x``).
+
+    Parameters
+    ----------
+    x : array, shape (N, C, *spatial)
+        Real floating point: float32 and float64; float16 and bfloat16 are
+        computed in float32 where the backend does not declare them.  In the
+        order ``layout`` names.
+    kernel_size : int or tuple of int
+        Window size, one number for every axis or one per axis.
+    stride : int or tuple of int, optional
+        Step between windows; defaults to ``kernel_size`` (as in PyTorch).
+    padding : int, tuple of int or (before, after) per axis, optional
+        Implicit padding with ``-inf``: a padding cell is never the maximum.
+        At most ``kernel_size // 2`` on every side (PyTorch's rule).
+    dilation : int or tuple of int, optional
+        Step between the taps of a window.
+    ceil_mode : False, True or "cover_all", optional
+        Output size rule, see :func:`convcore.pool_output_size`: floor (default),
+        PyTorch's ceil (``True``) or Chainer's ``cover_all`` (the seed's plain
+        ceil).  Cells of the ceil overhang are ignored like padding.
+    return_indices : bool, optional
+        Also return, for every output, the flat index (C order, ``ih*W + iw`` in
+        2-D) into the spatial plane of ``(n, c)`` the maximum was taken from
+        (PyTorch's ``return_indices``); ``-1`` for a window none of whose taps
+        reads an input cell (with ``ceil_mode="cover_all"``, or a dilation stepping
+        over a small input; PyTorch returns an out-of-range index there).
+    layout : str, optional
+        Axis order of ``x``, the output and the indices: ``"channels_first"``
+        (default, ``"NCHW"``), ``"channels_last"`` (``"NHWC"``, ``"NWC"``,
+        ``"NDHWC"``) or any order of the letters (MATLAB's ``"HWCN"``).
+    backend : str, optional
+        Backend for im2col; see :func:`convcore.use_backend`.
+
+    Returns
+    -------
+    out : array, shape (N, C, *output_spatial)
+        Same namespace, device and dtype as ``x``, in ``layout``'s order.  A
+        window holding a NaN gives NaN; a window with no input cell gives ``-inf``.
+    indices : array of int64
+        Only with ``return_indices=True``.  Ties go to the first maximum in
+        window order (row-major over the kernel taps), a NaN window to its
+        last NaN: PyTorch's CPU kernel.
+
+    See Also
+    --------
+    max_pool1d, max_pool2d, max_pool3d : the same with the rank checked.
+    max_pool_backward : the gradient.
+    """
+    return _max_pool(
+        "max_pool", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+        layout, backend, None,
+    )  # fmt: skip
+
+
+def max_pool_backward(
+    grad_out: Array,
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode=False,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`max_pool` with respect to its input.
+
+    Every window's gradient goes to the one input cell its maximum came from
+    (the index :func:`max_pool` returns with ``return_indices=True``): the
+    gradients are put into the column matrix as a one-hot per window and summed
+    onto the image by the backend's col2im, deterministically.
+
+    Parameters
+    ----------
+    grad_out : array, shape (N, C, *output_spatial)
+        Gradient of the loss with respect to the pooling output; dtype and
+        device of ``x``, in ``layout``'s order.
+    x : array, shape (N, C, *spatial)
+        The forward input (the chosen taps are recomputed from it).
+    kernel_size, stride, padding, dilation, ceil_mode, layout, backend
+        The forward options.
+
+    Returns
+    -------
+    dx : array, the shape of ``x``
+    """
+    return _max_pool_backward(
+        "max_pool_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
+        layout, backend, None,
+    )  # fmt: skip
+
+
+def max_pool1d(
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode=False,
+    return_indices=False,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+):
+    """1-D max pooling of an ``(N, C, W)`` batch (``"NWC"`` with ``layout``).
+
+    The parameters and results are those of :func:`max_pool` with one spatial
+    axis; ``torch.nn.functional.max_pool1d`` gives the same numbers.
+
+    Examples
+    --------
+    >>> import numpy as np, convcore
+    >>> convcore.max_pool1d(np.array([[[1.0, 3.0, 2.0, 5.0, 4.0]]]), 2, ceil_mode=True)
+    array([[[3., 5., 4.]]])
+    """
+    return _max_pool(
+        "max_pool1d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+        layout, backend, 1,
+    )  # fmt: skip
 
 
 def max_pool2d(
@@ -361,71 +434,82 @@ def max_pool2d(
     ceil_mode=False,
     return_indices=False,
     *,
+    layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ):
-    """2-D max pooling of an NCHW batch, through :func:`convcore.im2col`.
+    """2-D max pooling of an ``(N, C, H, W)`` batch (``"NHWC"`` with ``layout``).
 
-    Parameters
-    ----------
-    x : array, shape (N, C, H, W)
-        Real floating point (float32, float64; float16 where the backend
-        declares it).
-    kernel_size : int or (int, int)
-        Window size ``(KH, KW)``.
-    stride : int or (int, int), optional
-        Step between windows; defaults to ``kernel_size`` (as in PyTorch).
-    padding : int, (int, int) or (top, bottom, left, right), optional
-        Implicit padding with ``-inf``: a padding cell is never the maximum.
-        At most ``kernel_size // 2`` on every side (PyTorch's rule).
-    dilation : int or (int, int), optional
-        Step between the taps of a window.
-    ceil_mode : bool or "seed", optional
-        Output size rule, see :func:`pool_output_size`: floor (default),
-        PyTorch's ceil (``True``) or the seed's plain ceil (``"seed"``).
-        Cells of the ceil overhang are ignored like padding.
-    return_indices : bool, optional
-        Also return, for every output, the flat index ``ih*W + iw`` into the
-        ``H*W`` plane of ``(n, c)`` the maximum was taken from (PyTorch's
-        ``return_indices``); ``-1`` for a window none of whose taps reads an
-        input cell (with ``ceil_mode="seed"``, or a dilation stepping over a
-        small input; PyTorch returns an out-of-range index there).
-    backend : str, optional
-        Backend for im2col; see :func:`convcore.use_backend`.
-
-    Returns
-    -------
-    out : array, shape (N, C, Ho, Wo)
-        Same namespace, device and dtype as ``x``.  A window holding a NaN
-        gives NaN; a window with no input cell gives ``-inf``.
-    indices : array of int64, shape (N, C, Ho, Wo)
-        Only with ``return_indices=True``.  Ties go to the first maximum in
-        window order (row-major over the kernel taps), a NaN window to its
-        last NaN: PyTorch's CPU kernel.
+    The parameters and results are those of :func:`max_pool` with two spatial
+    axes: ``kernel_size``, ``stride`` and ``dilation`` one number or ``(KH, KW)``,
+    ``padding`` one number, ``(pad_h, pad_w)`` or ``(top, bottom, left, right)``;
+    ``torch.nn.functional.max_pool2d`` gives the same numbers.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from convcore.pooling import max_pool2d
+    >>> from convcore import max_pool2d
     >>> x = -np.arange(1.0, 17.0).reshape(1, 1, 4, 4)  # all negative
     >>> max_pool2d(x, 2, padding=1)[0, 0]              # padding is -inf, not 0
     array([[ -1.,  -2.,  -4.],
            [ -5.,  -6.,  -8.],
            [-13., -14., -16.]])
+    >>> max_pool2d(np.ones((2, 6, 6, 3)), 2, layout="NHWC").shape
+    (2, 3, 3, 3)
     """
-    xp, geom = _max_setup("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
-    return_indices = _flag("return_indices", return_indices)
-    n, c = x.shape[0], x.shape[1]
-    cols = _max_columns(xp, x, geom, backend)
-    valid, flat = _tap_tables(xp, geom, array_api_compat.device(x))
-    out, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
-    out = xp.reshape(out, (n, c, *geom.output_size))
-    if not return_indices:
-        return out
-    choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
-    zero = xp.zeros((), dtype=xp.int64, device=array_api_compat.device(x))
-    index = xp.sum(xp.where(choice, flat, zero), axis=2)
-    index = xp.where(xp.any(choice, axis=2), index, zero - 1)
-    return out, xp.reshape(index, (n, c, *geom.output_size))
+    return _max_pool(
+        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+        layout, backend, 2,
+    )  # fmt: skip
+
+
+def max_pool3d(
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode=False,
+    return_indices=False,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+):
+    """3-D max pooling of an ``(N, C, D, H, W)`` batch (``"NDHWC"`` with ``layout``).
+
+    The parameters and results are those of :func:`max_pool` with three spatial
+    axes; ``torch.nn.functional.max_pool3d`` gives the same numbers.
+
+    Examples
+    --------
+    >>> import numpy as np, convcore
+    >>> convcore.max_pool3d(np.ones((1, 2, 4, 4, 4)), 2).shape
+    (1, 2, 2, 2, 2)
+    """
+    return _max_pool(
+        "max_pool3d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+        layout, backend, 3,
+    )  # fmt: skip
+
+
+def max_pool1d_backward(
+    grad_out: Array,
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode=False,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`max_pool1d` with respect to its input; see :func:`max_pool_backward`."""
+    return _max_pool_backward(
+        "max_pool1d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
+        layout, backend, 1,
+    )  # fmt: skip
 
 
 def max_pool2d_backward(
@@ -438,61 +522,247 @@ def max_pool2d_backward(
     dilation=1,
     ceil_mode=False,
     *,
+    layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
-    """Gradient of :func:`max_pool2d` with respect to its input.
-
-    Every window's gradient goes to the one input cell its maximum came from
-    (the index :func:`max_pool2d` returns with ``return_indices=True``): the
-    gradients are put into the column matrix as a one-hot per window and summed
-    onto the image by :func:`convcore.col2im`, deterministically.
-
-    Parameters
-    ----------
-    grad_out : array, shape (N, C, Ho, Wo)
-        Gradient of the loss with respect to the pooling output; dtype and
-        device of ``x``.
-    x : array, shape (N, C, H, W)
-        The forward input (the chosen taps are recomputed from it).
-    kernel_size, stride, padding, dilation, ceil_mode, backend
-        The forward options.
-
-    Returns
-    -------
-    dx : array, shape (N, C, H, W)
+    """Gradient of :func:`max_pool2d` with respect to its input; see :func:`max_pool_backward`.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from convcore.pooling import max_pool2d_backward
+    >>> from convcore import max_pool2d_backward
     >>> x = np.array([[[[1.0, 3.0], [3.0, 2.0]]]])            # a tie: 3 twice
     >>> max_pool2d_backward(np.ones((1, 1, 1, 1)), x, 2)[0, 0]  # the first one wins
     array([[0., 1.],
            [0., 0.]])
     """
-    func = "max_pool2d_backward"
-    xp = _namespace(grad_out=grad_out, x=x)
-    _, geom = _max_setup(func, x, kernel_size, stride, padding, dilation, ceil_mode)
-    n, c = x.shape[0], x.shape[1]
-    _check_grad_out(xp, grad_out, (n, c, *geom.output_size), func, ref=x)
-    cols = _max_columns(xp, x, geom, backend)
-    valid, _ = _tap_tables(xp, geom, array_api_compat.device(x))
-    _, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
-    choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
-    g = xp.reshape(grad_out, (n, c, 1, geom.output_numel))
-    zero = xp.zeros((), dtype=grad_out.dtype, device=array_api_compat.device(grad_out))
-    dcols = xp.where(choice, g, zero)
-    dcols = xp.reshape(dcols, (n, c * geom.kernel_numel, geom.output_numel))
-    opts = geom.options
-    return col2im(dcols, geom.input_size, opts.kernel_size, backend=backend, **geom.im2col_kwargs())
+    return _max_pool_backward(
+        "max_pool2d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
+        layout, backend, 2,
+    )  # fmt: skip
+
+
+def max_pool3d_backward(
+    grad_out: Array,
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode=False,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`max_pool3d` with respect to its input; see :func:`max_pool_backward`."""
+    return _max_pool_backward(
+        "max_pool3d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
+        layout, backend, 3,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
 # average pooling
 # ---------------------------------------------------------------------------
-def _avg_options(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    options = _options(kernel_size, stride, padding, 1, ceil_mode)
-    return options, _flag("count_include_pad", count_include_pad), _divisor(divisor_override)
+def _avg_geometry(size, kernel_size, stride, padding, ceil_mode) -> ConvGeometry:
+    return pool_geometry(size, kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+
+
+def _avg_pool(
+    func, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+    layout, backend, nd,
+):  # fmt: skip
+    xp, lay, xf = _image(func, "x", x, layout, nd)
+    geom = _avg_geometry(tuple(xf.shape[2:]), kernel_size, stride, padding, ceil_mode)
+    include = flag("count_include_pad", count_include_pad)
+    override = _divisor(divisor_override)
+    plan = select("avg_pool", xp, xf, backend, geom.nd)
+    n, c = xf.shape[0], xf.shape[1]
+    (xc,) = plan.cast(xp, xf)
+    cols = _columns(xp, plan, xc, geom)
+    acc = _accumulator(xp, xc.dtype)
+    total = xp.sum(cols, axis=2, dtype=acc)
+    out = total / _divisors(xp, geom, include, override, acc, array_api_compat.device(x))
+    out = xp.reshape(xp.astype(out, x.dtype), (n, c, *geom.output_size))
+    return lay.from_first(xp, out)
+
+
+def _input_size(func: str, input_size, grad_out, lay: Layout) -> tuple[int, ...]:
+    """The spatial size from ``input_size``: ``nd`` sizes or the full shape in ``layout``."""
+    nd = lay.nd
+    forms = f"the forward input's spatial size ({nd} ints) or its shape ({lay.labels})"
+    if array_api_compat.is_array_api_obj(input_size):
+        raise TypeError(f"input_size must be {forms}, not an array; pass x.shape")
+    if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__"):
+        raise TypeError(f"input_size must be {forms}, got {input_size!r}")
+    if len(input_size) not in (nd, nd + 2):
+        raise ValueError(f"input_size must be {forms}, got {input_size!r}")
+    size = normalize_tuple(input_size, len(input_size), "input_size", minimum=0)
+    if len(size) == nd + 2:
+        size = lay.shape_to_first(size)
+        if tuple(grad_out.shape[:2]) != size[:2]:
+            raise ValueError(
+                f"{func}: grad_out has (N, C) = {tuple(grad_out.shape[:2])} but input_size "
+                f"{tuple(input_size)} has (N, C) = {size[:2]}"
+            )
+        size = size[2:]
+    if min(size) < 1:
+        raise ValueError(f"input_size must have every spatial size >= 1, got {input_size!r}")
+    return size
+
+
+def _avg_pool_backward(
+    func, grad_out, input_size, kernel_size, stride, padding, ceil_mode, count_include_pad,
+    divisor_override, layout, backend, nd,
+):  # fmt: skip
+    xp, lay, gf = _image(func, "grad_out", grad_out, layout, nd)
+    size = _input_size(func, input_size, gf, lay)
+    geom = _avg_geometry(size, kernel_size, stride, padding, ceil_mode)
+    include = flag("count_include_pad", count_include_pad)
+    override = _divisor(divisor_override)
+    n, c = gf.shape[0], gf.shape[1]
+    _check_grad_out(grad_out, lay.shape_from_first((n, c, *geom.output_size)), lay)
+    plan = select("avg_pool_backward", xp, gf, backend, geom.nd)
+    (gc,) = plan.cast(xp, gf)
+    acc = _accumulator(xp, gc.dtype)
+    dev = array_api_compat.device(grad_out)
+    g = xp.reshape(xp.astype(gc, acc), (n, c, 1, geom.output_numel))
+    g = xp.astype(g / _divisors(xp, geom, include, override, acc, dev), gc.dtype)
+    dcols = xp.broadcast_to(g, (n, c, geom.kernel_numel, geom.output_numel))
+    dx = plan.uncast(xp, grad_out.dtype, _fold(xp, plan, dcols, geom))
+    return lay.from_first(xp, dx)
+
+
+def avg_pool(
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """N-d average pooling (1, 2 or 3 spatial axes; the rank comes from ``x``).
+
+    Parameters
+    ----------
+    x : array, shape (N, C, *spatial)
+        Real floating point: float32 and float64; float16 and bfloat16 are
+        computed in float32 where the backend does not declare them (and summed
+        in float32 where it does).  In the order ``layout`` names.
+    kernel_size : int or tuple of int
+        Window size.
+    stride : int or tuple of int, optional
+        Defaults to ``kernel_size``.
+    padding : int, tuple of int or (before, after) per axis, optional
+        Zero padding, at most ``kernel_size // 2`` on every side.
+    ceil_mode : False, True or "cover_all", optional
+        Output size rule, see :func:`convcore.pool_output_size`.
+    count_include_pad : bool, optional
+        Whether padding cells count in the divisor.  The divisor is PyTorch's:
+        per axis ``min(start + k, size + p_after) - start`` cells (``start`` may
+        lie in the padding; cells of the ceil overhang beyond the padding never
+        count), or, with ``count_include_pad=False``, the number of input cells
+        in the window; multiplied over the axes.
+    divisor_override : int, optional
+        Nonzero; when given, every window sum is divided by it instead.
+    layout : str, optional
+        Axis order of ``x`` and the output, as for :func:`max_pool`.
+    backend : str, optional
+        Backend for im2col; see :func:`convcore.use_backend`.
+
+    Returns
+    -------
+    out : array, shape (N, C, *output_spatial)
+        Same namespace, device and dtype as ``x``, in ``layout``'s order.  A
+        window with nothing to count (only with ``ceil_mode="cover_all"``) gives 0.
+
+    See Also
+    --------
+    avg_pool1d, avg_pool2d, avg_pool3d : the same with the rank checked.
+    avg_pool_backward : the gradient.
+    """
+    return _avg_pool(
+        "avg_pool", x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override, layout, backend, None,
+    )  # fmt: skip
+
+
+def avg_pool_backward(
+    grad_out: Array,
+    input_size,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`avg_pool` with respect to its input.
+
+    Average pooling is linear, so the gradient needs only the input's size:
+    every window spreads ``grad_out / divisor`` over its cells and the backend's
+    col2im sums the windows (padding cells are dropped).
+
+    Parameters
+    ----------
+    grad_out : array, shape (N, C, *output_spatial)
+        Gradient of the loss with respect to the pooling output, in ``layout``'s
+        order; its rank sets the number of spatial axes.
+    input_size : tuple of int
+        The forward input's spatial size, or its whole shape in ``layout``'s
+        order (``x.shape`` works).
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout, backend
+        The forward options.
+
+    Returns
+    -------
+    dx : array, shape (N, C, *input_size)
+        Namespace, device and dtype of ``grad_out``, in ``layout``'s order.
+    """
+    return _avg_pool_backward(
+        "avg_pool_backward", grad_out, input_size, kernel_size, stride, padding, ceil_mode,
+        count_include_pad, divisor_override, layout, backend, None,
+    )  # fmt: skip
+
+
+def avg_pool1d(
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """1-D average pooling of an ``(N, C, W)`` batch (``"NWC"`` with ``layout``).
+
+    The parameters and results are those of :func:`avg_pool` with one spatial
+    axis; ``torch.nn.functional.avg_pool1d`` gives the same numbers.
+
+    Examples
+    --------
+    >>> import numpy as np, convcore
+    >>> convcore.avg_pool1d(np.array([[[1.0, 3.0, 2.0, 6.0]]]), 2)
+    array([[[2., 4.]]])
+    """
+    return _avg_pool(
+        "avg_pool1d", x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override, layout, backend, 1,
+    )  # fmt: skip
 
 
 def avg_pool2d(
@@ -505,44 +775,18 @@ def avg_pool2d(
     count_include_pad=True,
     divisor_override=None,
     *,
+    layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
-    """2-D average pooling of an NCHW batch, through :func:`convcore.im2col`.
+    """2-D average pooling of an ``(N, C, H, W)`` batch (``"NHWC"`` with ``layout``).
 
-    Parameters
-    ----------
-    x : array, shape (N, C, H, W)
-        Real floating point (float32, float64; float16 where the backend
-        declares it, summed in float32).
-    kernel_size : int or (int, int)
-        Window size ``(KH, KW)``.
-    stride : int or (int, int), optional
-        Defaults to ``kernel_size``.
-    padding : int, (int, int) or (top, bottom, left, right), optional
-        Zero padding, at most ``kernel_size // 2`` on every side.
-    ceil_mode : bool or "seed", optional
-        Output size rule, see :func:`pool_output_size`.
-    count_include_pad : bool, optional
-        Whether padding cells count in the divisor.  The divisor is
-        PyTorch's: per axis ``min(start + k, H + p_after) - start`` cells
-        (``start`` may lie in the padding; cells of the ceil overhang beyond
-        the padding never count), or, with ``count_include_pad=False``, the
-        number of input cells in the window.
-    divisor_override : int, optional
-        Nonzero; when given, every window sum is divided by it instead.
-    backend : str, optional
-        Backend for im2col; see :func:`convcore.use_backend`.
-
-    Returns
-    -------
-    out : array, shape (N, C, Ho, Wo)
-        Same namespace, device and dtype as ``x``.  A window with nothing to
-        count (only with ``ceil_mode="seed"``) gives 0.
+    The parameters and results are those of :func:`avg_pool` with two spatial
+    axes; ``torch.nn.functional.avg_pool2d`` gives the same numbers.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from convcore.pooling import avg_pool2d
+    >>> from convcore import avg_pool2d
     >>> x = np.ones((1, 1, 3, 3))
     >>> avg_pool2d(x, 2, ceil_mode=True)[0, 0]         # overhang not counted
     array([[1., 1.],
@@ -551,43 +795,61 @@ def avg_pool2d(
     array([[0.25, 0.5 ],
            [0.5 , 1.  ]])
     """
-    func = "avg_pool2d"
-    xp = _namespace(x=x)
-    _check_input(xp, x, func)
-    options, include, override = _avg_options(
-        kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-    )
-    geom = _geometry(options, tuple(x.shape[2:]), func)
-    n, c = x.shape[0], x.shape[1]
-    cols = im2col(x, options.kernel_size, backend=backend, **geom.im2col_kwargs())
-    cols = xp.reshape(cols, (n, c, geom.kernel_numel, geom.output_numel))
-    acc = _accumulator(xp, x.dtype)
-    dev = array_api_compat.device(x)
-    total = xp.sum(cols, axis=2, dtype=acc)
-    out = total / _divisors(xp, geom, include, override, acc, dev)
-    return xp.reshape(xp.astype(out, x.dtype), (n, c, *geom.output_size))
+    return _avg_pool(
+        "avg_pool2d", x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override, layout, backend, 2,
+    )  # fmt: skip
 
 
-def _input_size(input_size, grad_out):
-    """``(H, W)`` from ``input_size``, given as (H, W) or the full (N, C, H, W) shape."""
-    if array_api_compat.is_array_api_obj(input_size):
-        raise TypeError(
-            "input_size must be the forward input's shape (N, C, H, W) or its (H, W), not an "
-            "array; pass x.shape"
-        )
-    if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__"):
-        raise TypeError(f"input_size must be (H, W) or (N, C, H, W), got {input_size!r}")
-    if len(input_size) not in (2, 4):
-        raise ValueError(f"input_size must be (H, W) or (N, C, H, W), got {input_size!r}")
-    size = normalize_tuple(input_size, len(input_size), "input_size", minimum=0)
-    if len(size) == 4 and tuple(grad_out.shape[:2]) != size[:2]:
-        raise ValueError(
-            f"avg_pool2d_backward: grad_out has (N, C) = {tuple(grad_out.shape[:2])} but "
-            f"input_size {tuple(input_size)} has (N, C) = {size[:2]}"
-        )
-    if min(size[-2:]) < 1:
-        raise ValueError(f"input_size must have H >= 1 and W >= 1, got {input_size!r}")
-    return size[-2:]
+def avg_pool3d(
+    x: Array,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """3-D average pooling of an ``(N, C, D, H, W)`` batch (``"NDHWC"`` with ``layout``).
+
+    The parameters and results are those of :func:`avg_pool` with three spatial
+    axes; ``torch.nn.functional.avg_pool3d`` gives the same numbers.
+
+    Examples
+    --------
+    >>> import numpy as np, convcore
+    >>> convcore.avg_pool3d(np.ones((1, 4, 4, 4, 1)), 2, layout="NDHWC").shape
+    (1, 2, 2, 2, 1)
+    """
+    return _avg_pool(
+        "avg_pool3d", x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override, layout, backend, 3,
+    )  # fmt: skip
+
+
+def avg_pool1d_backward(
+    grad_out: Array,
+    input_size,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`avg_pool1d` with respect to its input; see :func:`avg_pool_backward`."""
+    return _avg_pool_backward(
+        "avg_pool1d_backward", grad_out, input_size, kernel_size, stride, padding, ceil_mode,
+        count_include_pad, divisor_override, layout, backend, 1,
+    )  # fmt: skip
 
 
 def avg_pool2d_backward(
@@ -601,199 +863,51 @@ def avg_pool2d_backward(
     count_include_pad=True,
     divisor_override=None,
     *,
+    layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
-    """Gradient of :func:`avg_pool2d` with respect to its input.
-
-    Average pooling is linear, so the gradient needs only the input's size:
-    every window spreads ``grad_out / divisor`` over its cells and
-    :func:`convcore.col2im` sums the windows (padding cells are dropped).
-
-    Parameters
-    ----------
-    grad_out : array, shape (N, C, Ho, Wo)
-        Gradient of the loss with respect to the pooling output.
-    input_size : (H, W) or (N, C, H, W)
-        Size of the forward input; ``x.shape`` works.
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, backend
-        The forward options.
-
-    Returns
-    -------
-    dx : array, shape (N, C, H, W)
-        Namespace, device and dtype of ``grad_out``.
+    """Gradient of :func:`avg_pool2d` with respect to its input; see :func:`avg_pool_backward`.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from convcore.pooling import avg_pool2d_backward
+    >>> from convcore import avg_pool2d_backward
     >>> avg_pool2d_backward(np.ones((1, 1, 2, 2)), (3, 3), 2, stride=1)[0, 0]
     array([[0.25, 0.5 , 0.25],
            [0.5 , 1.  , 0.5 ],
            [0.25, 0.5 , 0.25]])
     """
-    func = "avg_pool2d_backward"
-    xp = _namespace(grad_out=grad_out)
-    if grad_out.ndim != 4:
-        raise ValueError(
-            f"{func}: grad_out must be 4-D (N, C, Ho, Wo), got shape {tuple(grad_out.shape)}"
-        )
-    _check_floating(xp, "grad_out", grad_out, func)
-    size = _input_size(input_size, grad_out)
-    options, include, override = _avg_options(
-        kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-    )
-    geom = _geometry(options, size, func)
-    n, c = grad_out.shape[0], grad_out.shape[1]
-    _check_grad_out(xp, grad_out, (n, c, *geom.output_size), func)
-    if c < 1:
-        raise ValueError(f"{func}: grad_out must have C >= 1, got shape {tuple(grad_out.shape)}")
-    acc = _accumulator(xp, grad_out.dtype)
-    dev = array_api_compat.device(grad_out)
-    g = xp.reshape(xp.astype(grad_out, acc), (n, c, 1, geom.output_numel))
-    g = xp.astype(g / _divisors(xp, geom, include, override, acc, dev), grad_out.dtype)
-    dcols = xp.broadcast_to(g, (n, c, geom.kernel_numel, geom.output_numel))
-    dcols = xp.reshape(dcols, (n, c * geom.kernel_numel, geom.output_numel))
-    return col2im(dcols, size, options.kernel_size, backend=backend, **geom.im2col_kwargs())
+    return _avg_pool_backward(
+        "avg_pool2d_backward", grad_out, input_size, kernel_size, stride, padding, ceil_mode,
+        count_include_pad, divisor_override, layout, backend, 2,
+    )  # fmt: skip
 
 
-# ---------------------------------------------------------------------------
-# layers
-# ---------------------------------------------------------------------------
-class MaxPool2D(_Layer):
-    """A max-pooling layer that caches its input for the backward pass.
-
-    Parameters
-    ----------
-    kernel_size, stride, padding, dilation, ceil_mode, backend
-        As for :func:`max_pool2d` (validated here, once).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from convcore.pooling import MaxPool2D
-    >>> pool = MaxPool2D(2)
-    >>> y = pool.forward(np.arange(16.0).reshape(1, 1, 4, 4))
-    >>> y[0, 0]
-    array([[ 5.,  7.],
-           [13., 15.]])
-    >>> pool.backward(np.ones_like(y))[0, 0]
-    array([[0., 0., 0., 0.],
-           [0., 1., 0., 1.],
-           [0., 0., 0., 0.],
-           [0., 1., 0., 1.]])
-    """
-
-    _option_names = ("stride", "padding", "dilation", "ceil_mode", "backend")
-
-    def __init__(
-        self,
-        kernel_size,
-        stride=None,
-        padding=0,
-        dilation=1,
-        ceil_mode=False,
-        *,
-        backend: str | None = None,
-    ):
-        _options(kernel_size, stride, padding, dilation, ceil_mode)
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
-        self.dilation = dilation
-        self.ceil_mode = ceil_mode
-        self.backend = backend
-        self.input: Array | None = None
-
-    def forward(self, x: Array, /) -> Array:
-        """Pool ``x`` (N, C, H, W) and remember it for :meth:`backward`."""
-        out = max_pool2d(x, self.kernel_size, **self._options())
-        self.input = x
-        return out
-
-    __call__ = forward
-
-    def backward(self, grad_out: Array, /) -> Array:
-        """``dx`` for the input of the last :meth:`forward` call."""
-        x = self._cached(self.input, "input")
-        return max_pool2d_backward(grad_out, x, self.kernel_size, **self._options())
-
-    def __repr__(self) -> str:
-        return (
-            f"MaxPool2D(kernel_size={self.kernel_size!r}, stride={self.stride!r}, "
-            f"padding={self.padding!r}, dilation={self.dilation!r}, "
-            f"ceil_mode={self.ceil_mode!r})"
-        )
+def avg_pool3d_backward(
+    grad_out: Array,
+    input_size,
+    /,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    *,
+    layout: str = _CHANNELS_FIRST,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`avg_pool3d` with respect to its input; see :func:`avg_pool_backward`."""
+    return _avg_pool_backward(
+        "avg_pool3d_backward", grad_out, input_size, kernel_size, stride, padding, ceil_mode,
+        count_include_pad, divisor_override, layout, backend, 3,
+    )  # fmt: skip
 
 
-class AvgPool2D(_Layer):
-    """An average-pooling layer that caches its input's shape for the backward pass.
+def __getattr__(name: str):
+    # The layer classes moved to convcore.layers; keep ``convcore.pooling.MaxPool2D`` working.
+    if name in ("MaxPool2D", "AvgPool2D"):
+        from . import layers
 
-    Parameters
-    ----------
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, backend
-        As for :func:`avg_pool2d` (validated here, once).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from convcore.pooling import AvgPool2D
-    >>> pool = AvgPool2D(2)
-    >>> y = pool.forward(np.arange(16.0).reshape(1, 1, 4, 4))
-    >>> y[0, 0]
-    array([[ 2.5,  4.5],
-           [10.5, 12.5]])
-    >>> pool.backward(np.ones_like(y)).shape
-    (1, 1, 4, 4)
-    """
-
-    _option_names = (
-        "stride",
-        "padding",
-        "ceil_mode",
-        "count_include_pad",
-        "divisor_override",
-        "backend",
-    )
-
-    def __init__(
-        self,
-        kernel_size,
-        stride=None,
-        padding=0,
-        ceil_mode=False,
-        count_include_pad=True,
-        divisor_override=None,
-        *,
-        backend: str | None = None,
-    ):
-        _avg_options(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
-        self.ceil_mode = ceil_mode
-        self.count_include_pad = count_include_pad
-        self.divisor_override = divisor_override
-        self.backend = backend
-        self.input_shape: tuple[int, ...] | None = None
-
-    def forward(self, x: Array, /) -> Array:
-        """Pool ``x`` (N, C, H, W) and remember its shape for :meth:`backward`."""
-        out = avg_pool2d(x, self.kernel_size, **self._options())
-        self.input_shape = tuple(x.shape)
-        return out
-
-    __call__ = forward
-
-    def backward(self, grad_out: Array, /) -> Array:
-        """``dx`` for the input of the last :meth:`forward` call."""
-        shape = self._cached(self.input_shape, "input shape")
-        return avg_pool2d_backward(grad_out, shape, self.kernel_size, **self._options())
-
-    def __repr__(self) -> str:
-        return (
-            f"AvgPool2D(kernel_size={self.kernel_size!r}, stride={self.stride!r}, "
-            f"padding={self.padding!r}, ceil_mode={self.ceil_mode!r}, "
-            f"count_include_pad={self.count_include_pad!r}, "
-            f"divisor_override={self.divisor_override!r})"
-        )
+        return getattr(layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -112,30 +112,34 @@ def _dtype_cell(info: BackendInfo) -> str:
     return text
 
 
+#: Public function families: name pattern, forward op, backward op.
+_FAMILIES = (
+    ("conv{d}d", "conv", "conv_backward"),
+    ("max_pool{d}d", "max_pool", "max_pool_backward"),
+    ("avg_pool{d}d", "avg_pool", "avg_pool_backward"),
+    ("conv_transpose{d}d", "conv_transpose", "conv_transpose_backward"),
+)
+
+
 def _functions_cell(info: BackendInfo) -> str:
-    """The public functions the declared ops make available.
+    """The public functions the backend runs, by :meth:`convcore.BackendSpec.supports`.
 
     Pooling and the transposed convolution are built in the core on the
-    backends' im2col, col2im and conv ops, so they follow from those.
+    backends' im2col, col2im and conv ops, so the declaration of those answers
+    for them too; the ranks are those it supports (1-D also where only 2-D is
+    declared).
     """
-    dims = info.spatial_dims
-    if dims is None:
-        ranks = [1, 2, 3]
-    else:  # 1-D runs as 2-D where only 2-D is declared
-        ranks = sorted({d for d in dims if d <= 3} | ({1} if 2 in dims else set()))
     groups = []
-    convs = ", ".join(f"`conv{d}d`" for d in ranks)
-    if {"conv", "conv_backward"} <= info.ops:
-        groups.append(f"{convs} (+ backward)")
-    elif "conv" in info.ops:
-        groups.append(convs)
-    moves = [f"`{op}`" for op in ("im2col", "col2im") if op in info.ops]
-    if moves:
-        groups.append(", ".join(moves))
-    if {"im2col", "col2im"} <= info.ops:
-        groups.append("`max_pool2d`, `avg_pool2d` (+ backward)")
-    if {"col2im", "conv", "im2col"} <= info.ops:
-        groups.append("`conv_transpose2d` (+ backward)")
+    for pattern, forward, backward in _FAMILIES:
+        ranks = [d for d in (1, 2, 3) if info.supports(forward, nd=d)]
+        if ranks:
+            names = ", ".join(f"`{pattern.format(d=d)}`" for d in ranks)
+            both = all(info.supports(backward, nd=d) for d in ranks)
+            groups.append(f"{names} (+ backward)" if both else names)
+        if forward == "conv":
+            moves = [f"`{op}`" for op in ("im2col", "col2im") if info.supports(op)]
+            if moves:
+                groups.append(", ".join(moves))
     return "; ".join(groups) or "-"
 
 

@@ -1,19 +1,23 @@
 """Shared fixtures: backends, array namespaces, dtypes and tolerances.
 
-* ``backend`` runs a test once per registered backend; an unavailable backend is
-  a skipped param whose reason is the backend's own ``reason``.  What a backend
-  can run (ops, namespaces, dtypes) comes from its :class:`convcore.BackendInfo`
-  declaration: :meth:`BackendUnderTest.require` skips the combinations it does
-  not declare, so the skips follow the backend rather than a list kept here.
+* ``backend`` runs a test once per registered backend, and with ``ns`` and
+  ``dtype`` once per combination **the backend declares** (asked through
+  :meth:`convcore.BackendSpec.supports`, the rule dispatch follows; the ops and
+  rank a test needs are named with ``@pytest.mark.declares("conv", nd=3)``).
+  Undeclared combinations are not generated, so a skip always means something:
+  the backend is unavailable here (its own ``reason``) or the namespace's library
+  is not installed or cannot make arrays here.
 * ``ns`` runs a test once per array namespace (numpy, array-api-strict, dask,
-  torch); a namespace whose library is not installed is skipped.  It converts
-  NumPy arrays into the namespace and back.
+  torch, cupy); it converts NumPy arrays into the namespace and back.
 * ``dtype`` is float32 / float64 and ``assert_close`` holds the per-dtype
   tolerances (stated once, here).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -61,12 +65,6 @@ def assert_close():
     return _assert_close
 
 
-@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"], scope="session")
-def dtype(request):
-    """The floating dtypes convcore supports (as NumPy dtypes)."""
-    return np.dtype(request.param)
-
-
 # --------------------------------------------------------------------------
 # Array namespaces
 # --------------------------------------------------------------------------
@@ -79,11 +77,11 @@ class Namespace:
     Attributes
     ----------
     name : str
-        ``"numpy"``, ``"array_api_strict"``, ``"dask"`` or ``"torch"`` (the names
-        used in ``BackendInfo.namespaces``).
+        ``"numpy"``, ``"array_api_strict"``, ``"dask"``, ``"torch"`` or ``"cupy"``
+        (the names used in ``BackendInfo.namespaces``).
     module : module
         The imported library (``numpy``, ``array_api_strict``, ``dask.array``,
-        ``torch``).
+        ``torch``, ``cupy``).
     """
 
     name: str
@@ -103,6 +101,8 @@ class Namespace:
             return self.module.from_array(a, chunks=chunks)
         if self.name == "torch":
             return self.module.from_numpy(a)
+        if self.name == "cupy":
+            return self.module.asarray(a)
         raise AssertionError(self.name)
 
     def to_numpy(self, a):
@@ -114,6 +114,8 @@ class Namespace:
             return np.asarray(a)
         if self.name == "torch":
             return a.detach().cpu().numpy()
+        if self.name == "cupy":
+            return a.get()
         return np.asarray(a)
 
     def is_native(self, a) -> bool:
@@ -128,6 +130,8 @@ class Namespace:
             return aac.is_dask_array(a)
         if self.name == "torch":
             return aac.is_torch_array(a)
+        if self.name == "cupy":
+            return aac.is_cupy_array(a)
         raise AssertionError(self.name)
 
 
@@ -137,14 +141,31 @@ NAMESPACES = [
     ("array_api_strict", "array_api_strict"),
     ("dask", "dask.array"),
     ("torch", "torch"),
+    ("cupy", "cupy"),
 ]
 
+#: The floating dtypes of the ``dtype`` fixture.
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-@pytest.fixture(params=[pytest.param(n, id=n[0]) for n in NAMESPACES], scope="session")
-def ns(request):
-    """Each array namespace; skipped when its library is not installed."""
-    name, module = request.param
-    return Namespace(name, pytest.importorskip(module))
+
+@functools.cache
+def namespace_problem(name: str) -> str | None:
+    """None when arrays of namespace ``name`` can be made here, else why not."""
+    module = dict(NAMESPACES)[name]
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        return f"{module} is not installed"
+    if name == "cupy":
+        try:
+            import cupy
+
+            cupy.zeros(1)
+        except Exception as exc:  # cupy without a GPU: CUDARuntimeError
+            return f"cupy cannot make arrays here: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _namespace(name: str) -> Namespace:
+    return Namespace(name, importlib.import_module(dict(NAMESPACES)[name]))
 
 
 @pytest.fixture(scope="session")
@@ -214,17 +235,90 @@ class BackendUnderTest:
             pytest.skip(reason)
 
 
-def _backend_params():
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "declares(*ops, nd=None): generate only the backend x namespace x dtype combinations "
+        "whose backend declares these ops (and number of spatial axes)",
+    )
+
+
+def _combination(info, ns_name, dtype, ops, nd, *, with_ns: bool):
+    """``pytest.param`` of one declared combination, or None when it is not declared."""
+    dtype_name = None if dtype is None else dtype.name
+    for op in ops:
+        if not info.supports(op, namespace=ns_name, dtype=dtype_name, nd=nd):
+            return None
+    marks = ()
+    if not info.available:
+        marks = pytest.mark.skip(reason=f"backend {info.name!r} unavailable: {info.reason}")
+    elif ns_name is not None and namespace_problem(ns_name) is not None:
+        marks = pytest.mark.skip(reason=namespace_problem(ns_name))
+    values = [BackendUnderTest(info)]
+    ids = [info.name]
+    if with_ns:
+        values.append(None if marks else _namespace(ns_name))
+        ids.append(ns_name)
+    if dtype is not None:
+        values.append(dtype)
+        ids.append(dtype.name)
+    return pytest.param(*values, id="-".join(ids), marks=marks)
+
+
+def _given(metafunc) -> set[str]:
+    """Argument names the test parametrises itself (``@pytest.mark.parametrize``)."""
+    names = set()
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        argnames = mark.args[0]
+        if isinstance(argnames, str):
+            argnames = [a.strip() for a in argnames.split(",")]
+        names.update(argnames)
+    return names
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise ``backend`` (with ``ns`` / ``np_ns`` and ``dtype``) by the declarations.
+
+    Without ``backend``: ``ns`` runs once per array namespace (skipped where it
+    cannot make arrays) and ``dtype`` once per float dtype of :data:`DTYPES`.
+    """
+    fixtures = set(metafunc.fixturenames) - _given(metafunc)
+    if "backend" not in fixtures:
+        if "ns" in fixtures:
+            metafunc.parametrize(
+                "ns",
+                [
+                    pytest.param(
+                        None if namespace_problem(n) else _namespace(n),
+                        id=n,
+                        marks=pytest.mark.skip(reason=namespace_problem(n))
+                        if namespace_problem(n)
+                        else (),
+                    )
+                    for n, _ in NAMESPACES
+                ],
+            )
+        if "dtype" in fixtures:
+            metafunc.parametrize("dtype", DTYPES, ids=[d.name for d in DTYPES])
+        return
+    marker = metafunc.definition.get_closest_marker("declares")
+    ops = (marker.args or (None,)) if marker else (None,)
+    nd = marker.kwargs.get("nd") if marker else None
+    names = ["backend"]
+    if "ns" in fixtures:
+        names.append("ns")
+        spaces = [name for name, _ in NAMESPACES]
+    else:
+        spaces = ["numpy" if "np_ns" in fixtures else None]
+    dtypes = [None]
+    if "dtype" in fixtures:
+        names.append("dtype")
+        dtypes = list(DTYPES)
     params = []
     for info in convcore.available_backends():
-        marks = ()
-        if not info.available:
-            marks = pytest.mark.skip(reason=f"backend {info.name!r} unavailable: {info.reason}")
-        params.append(pytest.param(BackendUnderTest(info), id=info.name, marks=marks))
-    return params
-
-
-@pytest.fixture(params=_backend_params(), scope="session")
-def backend(request):
-    """Each registered backend (unavailable ones skipped, with their reason)."""
-    return request.param
+        for ns_name in spaces:
+            for dtype in dtypes:
+                param = _combination(info, ns_name, dtype, ops, nd, with_ns="ns" in names)
+                if param is not None:
+                    params.append(param)
+    metafunc.parametrize(names, params)

@@ -356,9 +356,15 @@ def test_capability_table_reflects_a_registry():
     assert anything["dtypes"] == "float32, float64; float16 and bfloat16 computed in float32"
     assert anything["spatial axes"] == "1-D (run as 2-D), 2-D"  # the default {2}
     assert gpu["spatial axes"] == "1-D (run as 2-D), 2-D"
-    # conv without its backward, im2col without col2im: no pooling, no transposed conv
-    assert gpu["public functions it runs"] == "`conv1d`, `conv2d`; `im2col`"
-    assert anything["public functions it runs"] == "`col2im`"
+    # conv without its backward, im2col without col2im: pooling forward only (it reduces
+    # im2col's columns; its backward needs col2im), no transposed conv (col2im)
+    assert gpu["public functions it runs"] == (
+        "`conv1d`, `conv2d`; `im2col`; `max_pool1d`, `max_pool2d`; `avg_pool1d`, `avg_pool2d`"
+    )
+    # col2im alone: the transposed convolution's forward (a GEMM and col2im)
+    assert (
+        anything["public functions it runs"] == "`col2im`; `conv_transpose1d`, `conv_transpose2d`"
+    )
     assert anything["array namespaces"] == "any array-API namespace"
     assert anything["devices"] == "any"
     assert anything["available on the build machine"] == "yes"

@@ -6,7 +6,7 @@
 * PyTorch (``torch.nn.functional.max_pool2d`` / ``avg_pool2d`` and autograd)
   as a second oracle over a grid of geometries, ceil edge cases included.
 * The seed's pooling windows (``matlab_ref/fixtures/pool_*.mat``, written by
-  Octave) against ``ceil_mode="seed"``.
+  Octave) against ``ceil_mode="cover_all"``.
 * Determinism (bitwise equal backward twice), inputs unchanged, float16
   capability errors, backend selection, layers, error messages.
 """
@@ -178,7 +178,7 @@ def test_oracle_hand_values():
     np.testing.assert_array_equal(out[0, 0], [[-1, -2], [-3, -4]])
     np.testing.assert_array_equal(idx[0, 0], [[0, 1], [2, 3]])
     assert ref_out_size((1, 1, 5, 5), 2, 2, 1, 1, True) == (3, 3)
-    assert ref_out_size((1, 1, 5, 5), 2, 2, 1, 1, "seed") == (4, 4)
+    assert ref_out_size((1, 1, 5, 5), 2, 2, 1, 1, "cover_all") == (4, 4)
     # 3x3 ones, 2x2 windows, stride 2, padding 1, ceil: divisors 4 (corner, padding counted)
     np.testing.assert_allclose(
         avg_pool_ref(np.ones((1, 1, 3, 3)), 2, 2, 1, True, True)[0, 0], [[0.25, 0.5], [0.5, 1]]
@@ -236,8 +236,8 @@ MAX_CASES = [
     PoolCase("ceil_drops_window", (1, 2, 5, 5), 2, 2, 1, ceil_mode=True, data="negative"),
     PoolCase("ceil_overhang", (2, 2, 6, 7), 3, 2, 1, ceil_mode=True, data="negative"),
     PoolCase("ceil_kernel_gt_input", (1, 1, 2, 2), 3, 2, 0, ceil_mode=True),
-    PoolCase("seed_window_in_padding", (1, 2, 5, 5), 2, 2, 1, ceil_mode="seed", data="ties"),
-    PoolCase("seed_kernel_lt_stride", (1, 1, 5, 4), 1, 3, ceil_mode="seed", data="negative"),
+    PoolCase("seed_window_in_padding", (1, 2, 5, 5), 2, 2, 1, ceil_mode="cover_all", data="ties"),
+    PoolCase("seed_kernel_lt_stride", (1, 1, 5, 4), 1, 3, ceil_mode="cover_all", data="negative"),
     PoolCase("dilation_skips_input", (1, 2, 1, 8), (2, 3), 2, 1, (2, 1), data="negative"),
     PoolCase("nan", (2, 2, 6, 6), 3, 1, 1, data="nan"),
     PoolCase("neginf", (2, 2, 5, 6), 2, 1, 1, ceil_mode=True, data="neginf"),
@@ -256,9 +256,10 @@ AVG_CASES = [
     PoolCase("ceil_overhang_excl", (2, 2, 6, 7), 3, 2, 1, ceil_mode=True, extra=EXCL),
     PoolCase("divisor_override", (1, 2, 7, 7), 3, 2, 1, True, extra={"divisor_override": 5}),
     PoolCase("divisor_negative", (1, 1, 6, 6), 2, extra={"divisor_override": -2}),
-    PoolCase("seed_window_in_padding_incl", (1, 2, 5, 5), 2, 2, 1, ceil_mode="seed"),
-    PoolCase("seed_window_in_padding_excl", (1, 2, 5, 5), 2, 2, 1, ceil_mode="seed", extra=EXCL),
-    PoolCase("seed_kernel_lt_stride", (1, 1, 5, 4), 1, 3, ceil_mode="seed", extra=EXCL),
+    PoolCase("seed_window_in_padding_incl", (1, 2, 5, 5), 2, 2, 1, ceil_mode="cover_all"),
+    PoolCase("seed_window_in_padding_excl", (1, 2, 5, 5), 2, 2, 1, ceil_mode="cover_all",
+             extra=EXCL),
+    PoolCase("seed_kernel_lt_stride", (1, 1, 5, 4), 1, 3, ceil_mode="cover_all", extra=EXCL),
     PoolCase("nan", (2, 2, 6, 6), 3, 1, 1, data="nan"),
 ]  # fmt: skip
 
@@ -370,16 +371,16 @@ def test_max_pool_padding_is_minus_inf():
 
 
 def test_seed_mode_window_outside_the_image():
-    """ceil_mode="seed" keeps a window with no input cell: max -inf, index -1, avg 0."""
+    """ceil_mode="cover_all" keeps a window with no input cell: max -inf, index -1, avg 0."""
     x = np.arange(1.0, 21.0).reshape(1, 1, 5, 4)
-    out, idx = max_pool2d(x, 1, stride=3, ceil_mode="seed", return_indices=True)
+    out, idx = max_pool2d(x, 1, stride=3, ceil_mode="cover_all", return_indices=True)
     assert out.shape == (1, 1, 3, 2)  # ceil((5-1)/3)+1 = 3 rows; the third starts at row 6
     np.testing.assert_array_equal(out[0, 0, 2], [-np.inf, -np.inf])
     np.testing.assert_array_equal(idx[0, 0, 2], [-1, -1])
     np.testing.assert_array_equal(
-        avg_pool2d(x, 1, stride=3, ceil_mode="seed", count_include_pad=False)[0, 0, 2], [0, 0]
+        avg_pool2d(x, 1, stride=3, ceil_mode="cover_all", count_include_pad=False)[0, 0, 2], [0, 0]
     )
-    dx = max_pool2d_backward(np.ones((1, 1, 3, 2)), x, 1, stride=3, ceil_mode="seed")
+    dx = max_pool2d_backward(np.ones((1, 1, 3, 2)), x, 1, stride=3, ceil_mode="cover_all")
     assert dx.sum() == 4  # the two empty windows send their gradient nowhere
 
 
@@ -513,7 +514,7 @@ def _load_pool_fixture(path):
 
 @pytest.mark.parametrize("path", POOL_FIXTURES, ids=[p.stem for p in POOL_FIXTURES])
 def test_seed_pool_fixture_windows(path, backend, np_ns, assert_close):
-    """``ceil_mode="seed"`` pools exactly the seed's im2col_ref windows (is_conv = 0).
+    """``ceil_mode="cover_all"`` pools exactly the seed's im2col_ref windows (is_conv = 0).
 
     The seed's columns read zeros in the padding and the overhang; the sum of a
     column is ``avg_pool2d(..., divisor_override=1)``, the maximum over the cells
@@ -526,8 +527,8 @@ def test_seed_pool_fixture_windows(path, backend, np_ns, assert_close):
     Ho = math.ceil((H + 2 * pad - HH) / sy) + 1  # the seed's formula
     Wo = math.ceil((W + 2 * pad - WW) / sx) + 1
     assert cols.shape[1] == Ho * Wo
-    kw = dict(stride=(sy, sx), padding=pad, ceil_mode="seed", backend=backend.name)
-    assert pool_output_size((H, W), (HH, WW), (sy, sx), pad, 1, "seed") == (Ho, Wo)
+    kw = dict(stride=(sy, sx), padding=pad, ceil_mode="cover_all", backend=backend.name)
+    assert pool_output_size((H, W), (HH, WW), (sy, sx), pad, 1, "cover_all") == (Ho, Wo)
     # MATLAB patch(:) order: row i + HH*j + HH*WW*ch; column r*Wo + c
     seed = cols.reshape(C, WW, HH, Ho, Wo, N).transpose(5, 0, 2, 1, 3, 4)  # N C i j r c
     rows = np.arange(Ho)[None, :] * sy - pad + np.arange(HH)[:, None]  # (i, r)
@@ -621,7 +622,9 @@ def test_layers_match_functions(assert_close):
 def test_mixed_namespaces():
     strict = pytest.importorskip("array_api_strict")
     g = strict.asarray(np.ones((1, 1, 2, 2)))
-    with pytest.raises(TypeError, match="x is a numpy array but grad_out is a array_api_strict"):
+    with pytest.raises(
+        TypeError, match="grad_out is a array_api_strict array but x is a numpy array"
+    ):
         max_pool2d_backward(g, X, 2)
 
 
@@ -651,7 +654,7 @@ def test_module_imports_no_array_library():
     [
         ((5, 5), dict(kernel_size=2, padding=1), (3, 3)),
         ((5, 5), dict(kernel_size=2, padding=1, ceil_mode=True), (3, 3)),  # 4th dropped
-        ((5, 5), dict(kernel_size=2, padding=1, ceil_mode="seed"), (4, 4)),
+        ((5, 5), dict(kernel_size=2, padding=1, ceil_mode="cover_all"), (4, 4)),
         ((6, 7), dict(kernel_size=3, stride=2, ceil_mode=True), (3, 3)),
         ((6, 7), dict(kernel_size=3, stride=2), (2, 3)),
         ((2, 2), dict(kernel_size=3, stride=2, ceil_mode=True), (1, 1)),
@@ -691,7 +694,7 @@ ERRORS = [
     ("too_small", max_pool2d, (np.ones((1, 1, 2, 2)), 3), {}, ValueError,
      r"kernel_size \(3, 3\) .* spans 3 along the height axis.*no window fits"),
     ("ceil_mode_str", max_pool2d, (X, 2), dict(ceil_mode="floor"), ValueError,
-     r"ceil_mode must be False, True or 'seed', got 'floor'"),
+     r"ceil_mode must be False, True or 'cover_all', got 'floor'"),
     ("ceil_mode_int", avg_pool2d, (X, 2), dict(ceil_mode=1), TypeError, r"ceil_mode must be"),
     ("return_indices", max_pool2d, (X, 2), dict(return_indices="yes"), TypeError,
      r"return_indices must be True or False, got 'yes'"),
@@ -713,7 +716,8 @@ ERRORS = [
      r"real floating-point grad_out, got dtype int64"),
     ("input_size_array", avg_pool2d_backward, (G, X, 2), {}, TypeError, r"pass x.shape"),
     ("input_size_len", avg_pool2d_backward, (G, (1, 4, 4), 2), {}, ValueError,
-     r"input_size must be \(H, W\) or \(N, C, H, W\), got \(1, 4, 4\)"),
+     r"input_size must be the forward input's spatial size \(2 ints\) or its shape "
+     r"\(N, C, H, W\), got \(1, 4, 4\)"),
     ("input_size_nc", avg_pool2d_backward, (G, (2, 1, 4, 4), 2), {}, ValueError,
      r"grad_out has \(N, C\) = \(1, 1\) but input_size .* \(2, 1\)"),
     ("mixed_namespaces", max_pool2d_backward, (G, "x", 2), {}, TypeError, r"x must be an array"),

@@ -718,3 +718,13 @@ def test_supports_namespace_and_device():
     assert "does not accept torch arrays" in spec.supports("im2col", namespace="torch").reason
     assert "does not run on 'cuda'" in spec.supports("im2col", device="cuda").reason
     assert spec.supports(None, namespace="numpy", dtype="float64")  # the backend as a whole
+
+
+def test_dispatch_follows_supports(isolated):
+    """A derived operator is refused by name before any work, with the rule's reason."""
+    spec = _spec(name="only_col2im", ops={"col2im"}, load=lambda: {"col2im": None})
+    convcore.register_backend(spec)
+    x = np.ones((1, 1, 4, 4))
+    with pytest.raises(convcore.BackendCapabilityError, match="'im2col', which max_pool needs"):
+        convcore.max_pool2d(x, 2, backend="only_col2im")
+    assert convcore.resolve_backend("avg_pool_backward", x, backend="only_col2im") == "only_col2im"

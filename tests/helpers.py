@@ -1,0 +1,124 @@
+"""The test suite's shared helpers (one set for every test file).
+
+* results: :func:`check_output` (namespace, dtype, shape of a convcore result) and
+  :func:`assert_unchanged` (inputs are never modified);
+* layouts: :func:`to_layout` / :func:`from_layout` move a channels-first NumPy array
+  to another axis order and back, :func:`noncontiguous` makes a strided view;
+* half precision: :func:`half_array` / :func:`half_to_float64` and :data:`HALF_TOL`;
+* PyTorch as an optional oracle: :func:`torch_or_skip`, :func:`torch_pad`;
+* :func:`auto_for_numpy`: what ``auto`` must pick, from the declarations.
+
+The loop oracle itself is :mod:`naive`; the fixtures (backends, namespaces,
+dtypes, tolerances) are in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convcore
+
+__all__ = [
+    "HALF_TOL",
+    "assert_unchanged",
+    "auto_for_numpy",
+    "check_output",
+    "from_layout",
+    "half_array",
+    "half_to_float64",
+    "noncontiguous",
+    "to_layout",
+    "torch_or_skip",
+    "torch_pad",
+]
+
+#: Tolerance (relative to the largest expected value) of float16 / bfloat16 results
+#: computed in float32 and rounded once: a few units of the final rounding.
+HALF_TOL = {"float16": 2e-3, "bfloat16": 1.6e-2}
+
+
+def check_output(ns, out, like, shape) -> None:
+    """``out`` is an array of ``ns`` with ``like``'s dtype and the given shape."""
+    assert ns.is_native(out), f"expected a {ns.name} array, got {type(out).__name__}"
+    assert out.dtype == like.dtype, (out.dtype, like.dtype)
+    assert tuple(out.shape) == tuple(shape), (tuple(out.shape), tuple(shape))
+
+
+def assert_unchanged(ns, arrays, originals) -> None:
+    """The arrays passed to convcore still hold their original values (NaN-aware)."""
+    for arr, orig in zip(arrays, originals, strict=True):
+        np.testing.assert_array_equal(ns.to_numpy(arr), orig)
+
+
+def to_layout(a: np.ndarray, layout: str = "channels_last") -> np.ndarray:
+    """A channels-first ``(N, C, *spatial)`` array in ``layout`` (a contiguous copy).
+
+    ``layout`` is ``"channels_first"``, ``"channels_last"`` or letters such as
+    ``"NHWC"`` / ``"HWCN"`` (spatial letters in order).
+    """
+    if layout == "channels_first":
+        return a
+    if layout == "channels_last":
+        return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+    first = "NC" + "".join(c for c in layout if c not in "NC")
+    return np.ascontiguousarray(np.transpose(a, [first.index(c) for c in layout]))
+
+
+def from_layout(a: np.ndarray, layout: str = "channels_last") -> np.ndarray:
+    """The channels-first array of ``a`` given in ``layout`` (inverse of :func:`to_layout`)."""
+    if layout == "channels_first":
+        return a
+    if layout == "channels_last":
+        return np.moveaxis(a, -1, 1)
+    first = "NC" + "".join(c for c in layout if c not in "NC")
+    return np.transpose(a, [layout.index(c) for c in first])
+
+
+def noncontiguous(a: np.ndarray) -> np.ndarray:
+    """A non-contiguous view of ``a`` holding the same values."""
+    if a.ndim == 1:
+        out = np.zeros(2 * a.size, dtype=a.dtype)[::2]
+        out[...] = a
+        return out
+    view = np.ascontiguousarray(np.swapaxes(a, -1, -2)).swapaxes(-1, -2)
+    assert not view.flags.c_contiguous or a.shape[-1] == 1 or a.shape[-2] == 1
+    return view
+
+
+def half_array(ns, a: np.ndarray, name: str):
+    """``a`` as a ``name`` (float16 / bfloat16) array of ``ns``, or skip where it has none."""
+    if name == "bfloat16":
+        if ns.name != "torch":
+            pytest.skip("bfloat16 is tested on torch tensors (NumPy has none)")
+        torch = ns.module
+        return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
+    if ns.name not in ("numpy", "torch", "dask"):
+        pytest.skip(f"{ns.name} has no float16 in this suite")
+    return ns.asarray(a.astype(np.float16))
+
+
+def half_to_float64(ns, a) -> np.ndarray:
+    """A float16 / bfloat16 result of ``ns`` as float64 NumPy."""
+    if ns.name == "torch":
+        return a.float().numpy().astype(np.float64)
+    return ns.to_numpy(a).astype(np.float64)
+
+
+def torch_or_skip():
+    """The ``torch`` module, or skip the test (PyTorch is an optional oracle)."""
+    return pytest.importorskip("torch")
+
+
+def torch_pad(padding) -> list[int]:
+    """``(before, after)`` per axis as ``torch.nn.functional.pad`` wants it (last axis first)."""
+    pairs = [padding[i : i + 2] for i in range(0, len(padding), 2)]
+    return [p for pair in reversed(pairs) for p in pair]
+
+
+def auto_for_numpy(op: str = "conv", dtype: str = "float64") -> str:
+    """Name of the backend ``auto`` should use for ``op`` on NumPy ``dtype`` arrays."""
+    for info in convcore.available_backends():  # best first
+        if info.available and info.supports(op, namespace="numpy", device="cpu", dtype=dtype):
+            return info.name
+    raise AssertionError(f"no available backend declares {op} on NumPy {dtype} arrays")
