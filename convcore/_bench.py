@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .geometry import conv_output_size
+
 __all__ = ["LAYERS", "Layer", "Record", "gemm_peak", "median", "run_bench", "timeit"]
 
 
@@ -40,7 +42,7 @@ class Layer:
 
     @property
     def out(self) -> int:
-        return (self.h + 2 * self.pad - self.k) // self.stride + 1
+        return conv_output_size((self.h,), self.k, stride=self.stride, padding=self.pad)[0]
 
     @property
     def flops(self) -> float:
