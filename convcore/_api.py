@@ -14,13 +14,13 @@ from typing import Any
 
 from ._dispatch import resolve_backend, select
 from ._validation import (
-    SPATIAL_LETTERS,
     Layout,
     check_floating,
     check_groups,
     check_ndim,
     check_nonempty,
     check_same,
+    kernel_labels,
     namespace,
     spatial_rank,
     zeros,
@@ -237,10 +237,9 @@ def _conv_setup(
     xp = namespace(optional=("bias",), **arrays)
     nd = spatial_rank("x", x, nd)
     lay = Layout(layout, nd)
-    spatial = SPATIAL_LETTERS.get(nd, "")
     check_ndim("x", x, lay.labels)
-    kernel_labels = ", ".join(f"K{c}" for c in spatial) if spatial else f"{nd} kernel sizes"
-    check_ndim("weight", weight, f"F, C/groups, {kernel_labels}")
+    kernels = kernel_labels(nd)
+    check_ndim("weight", weight, f"F, C/groups, {kernels}")
     check_floating(xp, "x", x, func)
     check_same(xp, "x", x, weight=weight, bias=bias, grad_out=grad_out)
     groups = check_groups(groups)
@@ -268,7 +267,7 @@ def _conv_setup(
         stride=stride,
         padding=padding,
         dilation=dilation,
-        kernel_name=f"weight's kernel size ({kernel_labels})",
+        kernel_name=f"weight's kernel size ({kernels})",
     )
     if backward:
         expected = lay.shape_from_first((shape[0], f, *geom.output_size))

@@ -53,6 +53,8 @@ DERIVED_OPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
+_FLOATING = frozenset({"float16", "bfloat16", "float32", "float64"})
+
 #: Half-precision dtypes that run in float32 (and are rounded back once) on a
 #: backend that declares float32 but not them.
 HALF_DTYPES = ("float16", "bfloat16")
@@ -224,11 +226,14 @@ class BackendSpec:
     def dtypes_for(self, op: str) -> frozenset[str]:
         """The dtype names ``op`` accepts: ``op_dtypes[op]`` when given, else ``dtypes``.
 
-        For an operator of :data:`DERIVED_OPS`, the dtypes every op it runs accepts.
+        For an operator of :data:`DERIVED_OPS`, the floating dtypes every op it runs
+        accepts (pooling and the transposed convolution compute in floating point,
+        also where im2col and col2im move integers).
         """
         needed = DERIVED_OPS.get(op)
         if needed is not None:
-            return frozenset.intersection(*(self.dtypes_for(o) for o in needed))
+            common = frozenset.intersection(*(self.dtypes_for(o) for o in needed))
+            return common & _FLOATING
         if self.op_dtypes is not None and op in self.op_dtypes:
             return self.op_dtypes[op]
         return self.dtypes

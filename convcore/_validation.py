@@ -31,6 +31,7 @@ __all__ = [
     "check_nonempty",
     "check_same",
     "flag",
+    "kernel_labels",
     "namespace",
     "spatial_rank",
     "zeros",
@@ -155,6 +156,12 @@ def spatial_rank(name: str, arr, nd: int | None = None) -> int:
 SPATIAL_LETTERS = {1: "W", 2: "HW", 3: "DHW"}
 _CHANNELS_FIRST = {nd: "NC" + letters for nd, letters in SPATIAL_LETTERS.items()}
 _CHANNELS_LAST = {nd: "N" + letters + "C" for nd, letters in SPATIAL_LETTERS.items()}
+
+
+def kernel_labels(nd: int) -> str:
+    """``"KH, KW"``-style labels of a weight's kernel axes (``"K0, K1, ..."`` beyond 3-D)."""
+    spatial = SPATIAL_LETTERS.get(nd)
+    return ", ".join(f"K{c}" for c in spatial) if spatial else ", ".join(f"K{i}" for i in range(nd))
 
 
 class Layout:

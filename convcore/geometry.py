@@ -103,22 +103,37 @@ def normalize_tuple(value, nd: int, name: str, *, minimum: int = 1) -> tuple[int
     return out
 
 
-def normalize_padding(padding, nd: int) -> tuple[int, ...] | str:
+def _padding_forms(nd: int, *strings: str) -> str:
+    """``"an int, 2 ints (per axis), 4 ints (top, bottom, left, right) or 'valid'"``-style."""
+    if nd == 1:
+        forms = ["an int", "(before, after)"]
+    elif nd == 2:
+        forms = ["an int", "2 ints (per axis)", "4 ints (top, bottom, left, right)"]
+    else:
+        forms = ["an int", f"{nd} ints (per axis)", f"{2 * nd} ints (before, after per axis)"]
+    forms += [repr(text) for text in strings]
+    return ", ".join(forms[:-1]) + " or " + forms[-1]
+
+
+def normalize_padding(padding, nd: int, *, same: bool = True) -> tuple[int, ...] | str:
     """Normalise ``padding`` to ``2 * nd`` ints ``(before0, after0, before1, ...)``.
 
     Accepted forms: an int (all sides), ``nd`` ints (symmetric per axis),
     ``2 * nd`` ints (``(top, bottom, left, right)`` in 2-D), ``nd`` pairs
     ``((top, bottom), (left, right))``, or the strings ``"valid"`` / ``"same"``
     (case-insensitive).  ``"same"`` is returned as the string ``"same"`` because
-    its numbers depend on the input size; see :func:`conv_geometry`.
+    its numbers depend on the input size; see :func:`conv_geometry`.  With
+    ``same=False`` (pooling, transposed convolution) error messages do not offer
+    ``"same"``; the caller refuses it with its reason.
     """
+    strings = ("valid", "same") if same else ("valid",)
     if isinstance(padding, str):
         mode = padding.lower()
         if mode == "valid":
             return (0,) * (2 * nd)
         if mode == "same":
             return "same"
-        raise ValueError(f"padding must be an int, a sequence, 'valid' or 'same', got {padding!r}")
+        raise ValueError(f"padding must be {_padding_forms(nd, *strings)}, got {padding!r}")
     if _is_sequence(padding):
         items = list(padding)
         if len(items) == nd and all(_is_sequence(p) for p in items):
@@ -136,12 +151,7 @@ def normalize_padding(padding, nd: int) -> tuple[int, ...] | str:
         elif len(items) == 2 * nd:
             out = tuple(_as_int(p, "padding") for p in items)
         else:
-            expected = (
-                "an int, 2 ints (per axis) or 4 ints (top, bottom, left, right)"
-                if nd == 2
-                else f"an int, {nd} ints or {2 * nd} ints"
-            )
-            raise ValueError(f"padding must be {expected}, 'valid' or 'same', got {padding!r}")
+            raise ValueError(f"padding must be {_padding_forms(nd, *strings)}, got {padding!r}")
     else:
         out = (_as_int(padding, "padding"),) * (2 * nd)
     if any(p < 0 for p in out):
@@ -287,14 +297,9 @@ def _window_options(size, kernel_size, stride, dilation, kernel_name):
 
 def _numeric_padding(padding, nd: int, what: str) -> tuple[int, ...]:
     """``padding`` as ``2 * nd`` ints; ``"same"`` is refused with the reason ``what``."""
-    pads = normalize_padding(padding, nd)
+    pads = normalize_padding(padding, nd, same=False)
     if pads == "same":
-        forms = (
-            "an int, (pad_h, pad_w) or (top, bottom, left, right)"
-            if nd == 2
-            else (f"an int, {nd} ints or {2 * nd} ints")
-        )
-        raise ValueError(f"padding must be {forms}, got {padding!r}; {what}")
+        raise ValueError(f"padding must be {_padding_forms(nd, 'valid')}, got {padding!r}; {what}")
     return pads
 
 
@@ -542,9 +547,10 @@ def conv_transpose_geometry(
         (H - 1)*stride - before - after + dilation*(K - 1) + output_padding + 1
 
     and its ``output_size`` (the convolution's windows) is ``input_size`` per axis,
-    plus one window where ``output_padding >= stride``, which PyTorch allows when
-    ``output_padding < dilation``: that window reads only output cells no input
-    pixel reaches, and the transposed convolution gives it zeros.
+    plus ``output_padding // stride`` windows where ``output_padding >= stride``
+    (which PyTorch allows when ``output_padding < dilation``): those windows read
+    only output cells no input pixel reaches, and the transposed convolution
+    gives them zeros.
 
     Parameters
     ----------

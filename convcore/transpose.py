@@ -31,13 +31,13 @@ from typing import Any
 
 from ._dispatch import select
 from ._validation import (
-    SPATIAL_LETTERS,
     Layout,
     check_floating,
     check_groups,
     check_ndim,
     check_nonempty,
     check_same,
+    kernel_labels,
     namespace,
     spatial_rank,
     zeros,
@@ -76,9 +76,8 @@ def _setup(func, x, weight, bias, options, nd, grad_out=_FORWARD):
     xp = namespace(optional=("bias",), **arrays)
     lay = Layout(options["layout"], spatial_rank("x", x, nd))
     nd = lay.nd
-    spatial = SPATIAL_LETTERS.get(nd, "")
-    kernel_labels = ", ".join(f"K{c}" for c in spatial) if spatial else f"{nd} kernel sizes"
-    weight_layout = f"C_in, C_out/groups, {kernel_labels}"
+    kernels = kernel_labels(nd)
+    weight_layout = f"C_in, C_out/groups, {kernels}"
     check_ndim("x", x, lay.labels_with("C_in"))
     check_ndim("weight", weight, weight_layout)
     check_floating(xp, "x", x, func)
@@ -117,7 +116,7 @@ def _setup(func, x, weight, bias, options, nd, grad_out=_FORWARD):
         padding=options["padding"],
         output_padding=options["output_padding"],
         dilation=options["dilation"],
-        kernel_name=f"weight's kernel size ({kernel_labels})",
+        kernel_name=f"weight's kernel size ({kernels})",
     )
     gf = None
     if backward:

@@ -136,3 +136,34 @@ def test_a_backend_without_an_op_is_refused_before_any_work(narrow, monkeypatch)
         convcore.conv_transpose2d_backward(np.ones_like(y), x, w, backend="col2im_only")
     with pytest.raises(convcore.BackendCapabilityError, match="'im2col', which max_pool needs"):
         convcore.max_pool2d(x, 2, backend="col2im_only")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api"])
+def test_four_spatial_axes_where_the_backend_declares_any_rank(backend):
+    """numpy and array_api declare any rank: 4-D convolution and its transpose run."""
+    import naive
+
+    x, w = rng.standard_normal((1, 2, 4, 3, 4, 3)), rng.standard_normal((3, 2, 2, 2, 2, 2))
+    one, pads = (1,) * 4, (1, 0) * 4
+    y = convcore.conv(x, w, padding=pads, backend=backend)
+    _close(y, naive.conv(x, w, None, one, pads, one, 1))
+    t = convcore.conv_transpose(x, np.swapaxes(w, 0, 1), stride=2, backend=backend)
+    wt = np.swapaxes(w, 0, 1)
+    _close(t, naive.conv_transpose(x, wt, None, (2,) * 4, (0,) * 8, (0,) * 4, one, 1))
+    m = convcore.max_pool(x, 2, backend=backend)
+    np.testing.assert_array_equal(m, naive.max_pool(x, (2,) * 4, (2,) * 4, (0,) * 8, one, False)[0])
+
+
+def test_pooling_and_transposed_convolution_declare_floating_dtypes_only():
+    """im2col/col2im move integers; the operators built on them compute in floating point."""
+    moves = {"int32", "float32"}
+    spec = convcore.BackendSpec(
+        name="ints",
+        load=dict,
+        ops={"im2col", "col2im"},
+        op_dtypes={"im2col": moves, "col2im": moves},
+    )
+    assert spec.supports("im2col", dtype="int32")
+    for op in ("max_pool", "avg_pool_backward", "conv_transpose"):
+        assert not spec.supports(op, dtype="int32"), op
+        assert spec.supports(op, dtype="float32"), op

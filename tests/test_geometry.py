@@ -472,3 +472,22 @@ def test_lifted_geometry_keeps_the_windows():
     lifted = g.lifted()
     assert lifted.nd == 2 and lifted.output_size == (1, *g.output_size)
     assert lifted.padding == (0, 0, *g.padding) and lifted.overhang == (0, *g.overhang)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: conv_output_size((5,), 3, padding=(1, 2, 3)),
+         "padding must be an int, (before, after), 'valid' or 'same', got (1, 2, 3)"),
+        (lambda: pool_output_size((5, 5), 2, padding="same"),
+         "padding must be an int, 2 ints (per axis), 4 ints (top, bottom, left, right) or "
+         "'valid', got 'same'; 'same' is a convolution option"),
+        (lambda: conv_transpose_output_size((5, 5, 5), 2, padding="full"),
+         "padding must be an int, 3 ints (per axis), 6 ints (before, after per axis) or "
+         "'valid', got 'full'"),
+    ],
+)  # fmt: skip
+def test_padding_errors_list_the_forms_the_operator_takes(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value).startswith(message)
