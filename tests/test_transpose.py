@@ -1124,7 +1124,7 @@ ND_ERROR_CASES = [
         (2, 4, 3),
         (4, 3, 3),
         {"padding": (1, 2, 3)},
-        r"padding must be an int, 1 ints or 2 ints",
+        r"padding must be an int, \(before, after\) or 'valid', got \(1, 2, 3\)",
         id="1d-padding-length",
     ),
     pytest.param(
@@ -1140,7 +1140,7 @@ ND_ERROR_CASES = [
         (2, 4, 2, 2, 2),
         (4, 3, 2, 2, 2),
         {"padding": (0, 0, 0, 0, 0)},
-        r"padding must be an int, 3 ints or 6 ints",
+        r"padding must be an int, 3 ints \(per axis\), 6 ints \(before, after per axis\) or",
         id="3d-padding-length",
     ),
     pytest.param(
