@@ -21,7 +21,7 @@ from typing import Any
 
 from . import pooling, transpose
 from ._api import conv1d, conv1d_backward, conv2d, conv2d_backward, conv3d, conv3d_backward
-from ._validation import flag
+from ._validation import Layout, flag
 from .geometry import pool_geometry
 
 __all__ = [
@@ -54,8 +54,13 @@ class _Layer:
     """
 
     _option_names: tuple[str, ...] = ()
+    _nd: int
     _forward: Any
     _backward: Any
+
+    def _check_layout(self) -> None:
+        """``layout`` names an array with this layer's number of spatial axes (or raise now)."""
+        Layout(self.layout, self._nd)
 
     def _options(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._option_names}
@@ -129,6 +134,7 @@ class _Conv(_WeightedLayer):
         self.groups = groups
         self.layout = layout
         self.backend = backend
+        self._check_layout()
         self.input: Array | None = None
 
 
@@ -143,6 +149,7 @@ class Conv1D(_Conv):
         As for :func:`convcore.conv1d`.
     """
 
+    _nd = 1
     _forward = staticmethod(conv1d)
     _backward = staticmethod(conv1d_backward)
 
@@ -167,6 +174,7 @@ class Conv2D(_Conv):
     ((2, 3, 8, 8), (4, 3, 3, 3), (4,))
     """
 
+    _nd = 2
     _forward = staticmethod(conv2d)
     _backward = staticmethod(conv2d_backward)
 
@@ -182,6 +190,7 @@ class Conv3D(_Conv):
         As for :func:`convcore.conv3d`.
     """
 
+    _nd = 3
     _forward = staticmethod(conv3d)
     _backward = staticmethod(conv3d_backward)
 
@@ -219,6 +228,7 @@ class _ConvTranspose(_WeightedLayer):
         self.dilation = dilation
         self.layout = layout
         self.backend = backend
+        self._check_layout()
         self.input: Array | None = None
 
 
@@ -233,6 +243,7 @@ class ConvTranspose1D(_ConvTranspose):
         As for :func:`convcore.conv_transpose1d`.
     """
 
+    _nd = 1
     _forward = staticmethod(transpose.conv_transpose1d)
     _backward = staticmethod(transpose.conv_transpose1d_backward)
 
@@ -260,6 +271,7 @@ class ConvTranspose2D(_ConvTranspose):
     ((2, 4, 5, 5), (4, 3, 3, 3), (3,))
     """
 
+    _nd = 2
     _forward = staticmethod(transpose.conv_transpose2d)
     _backward = staticmethod(transpose.conv_transpose2d_backward)
 
@@ -275,6 +287,7 @@ class ConvTranspose3D(_ConvTranspose):
         As for :func:`convcore.conv_transpose3d`.
     """
 
+    _nd = 3
     _forward = staticmethod(transpose.conv_transpose3d)
     _backward = staticmethod(transpose.conv_transpose3d_backward)
 
@@ -285,10 +298,9 @@ class ConvTranspose3D(_ConvTranspose):
 class _Pool(_Layer):
     """A pooling layer: the options are validated once, in ``__init__``."""
 
-    _nd: int
-
     def _validate(self) -> None:
         # Any input size large enough for a window shows every option error now.
+        self._check_layout()
         o = self._options()
         pool_geometry(
             (2**31,) * self._nd,

@@ -195,9 +195,12 @@ def _divisors(xp, geom: ConvGeometry, count_include_pad: bool, divisor_override,
 
 
 def _accumulator(xp, dtype):
-    """float16 sums and divisions run in float32, as PyTorch's CPU kernels do."""
-    half = getattr(xp, "float16", None)  # not every namespace has float16
-    return xp.float32 if half is not None and dtype == half else dtype
+    """float16 / bfloat16 sums and divisions run in float32, as PyTorch's CPU kernels do."""
+    for name in ("float16", "bfloat16"):
+        half = getattr(xp, name, None)  # not every namespace has these
+        if half is not None and dtype == half:
+            return xp.float32
+    return dtype
 
 
 # ---------------------------------------------------------------------------
@@ -299,7 +302,7 @@ def max_pool(
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ):
-    """N-d max pooling (1, 2 or 3 spatial axes; the rank comes from ``x``).
+    """N-d max pooling: 1, 2 or 3 spatial axes (more where the backend declares them).
 
     Parameters
     ----------
@@ -647,7 +650,7 @@ def avg_pool(
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
-    """N-d average pooling (1, 2 or 3 spatial axes; the rank comes from ``x``).
+    """N-d average pooling: 1, 2 or 3 spatial axes (more where the backend declares them).
 
     Parameters
     ----------

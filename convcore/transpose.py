@@ -225,7 +225,7 @@ def conv_transpose(
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
-    """N-d transposed convolution (1, 2 or 3 spatial axes; the rank comes from ``x``).
+    """N-d transposed convolution: 1, 2 or 3 spatial axes (more where the backend declares them).
 
     Every input pixel ``x[n, ci, i]`` (``i`` a spatial index) adds
     ``x[n, ci, i] * weight[ci, co]`` into the output window whose first tap is

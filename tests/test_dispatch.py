@@ -167,3 +167,18 @@ def test_pooling_and_transposed_convolution_declare_floating_dtypes_only():
     for op in ("max_pool", "avg_pool_backward", "conv_transpose"):
         assert not spec.supports(op, dtype="int32"), op
         assert spec.supports(op, dtype="float32"), op
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: convcore.MaxPool3D(2, layout="NHWC"),
+        lambda: convcore.AvgPool1D(2, layout="NCHW"),
+        lambda: convcore.Conv1D(np.ones((1, 1, 1)), layout="NHWC"),
+        lambda: convcore.ConvTranspose2D(np.ones((1, 1, 1, 1)), layout="NDHWC"),
+    ],
+    ids=["MaxPool3D", "AvgPool1D", "Conv1D", "ConvTranspose2D"],
+)
+def test_layers_check_their_layout_when_made(make):
+    with pytest.raises(ValueError, match=r"layout='N[A-Z]+' does not describe an array with"):
+        make()

@@ -1189,7 +1189,8 @@ ERRORS = [
     ("pad_negative", avg_pool2d, (X, 2), dict(padding=-1), ValueError, r"padding must be >= 0"),
     ("pad_same", max_pool2d, (X, 3), dict(padding="same"), ValueError, r"padding must be .*'same'"),
     ("pad_len_3d", avg_pool3d, (X3, 2), dict(padding=(1, 1, 1, 1)), ValueError,
-     r"padding must be an int, 3 ints or 6 ints"),
+     r"padding must be an int, 3 ints \(per axis\), 6 ints \(before, after per axis\) or "
+     r"'valid', got \(1, 1, 1, 1\)"),
     ("x_3d", max_pool2d, (np.ones((1, 4, 4)), 2), {}, ValueError,
      r"x must be 4-D \(N, C, H, W\), got shape \(1, 4, 4\)"),
     ("x_4d_for_3d", max_pool3d, (X, 2), {}, ValueError,
