@@ -279,7 +279,7 @@ class BackendSpec:
         needed = () if op is None else DERIVED_OPS.get(op, (op,))
         missing = [o for o in needed if o not in self.ops]
         if missing:
-            which = f"{op!r}" if needed == (op,) else f"{missing[0]!r}, which {op} needs,"
+            which = f"{op!r}" if needed == (op,) else f"{missing[0]!r}, which {op} needs"
             return Support(f"it does not implement {which} (it implements {sorted(self.ops)})")
         if namespace is not None and self.namespaces is not None:
             if namespace not in self.namespaces:
