@@ -43,13 +43,8 @@ class NdCase:
         return len(self.size)
 
     @property
-    def geo(self):
-        """``stride, padding, dilation`` for :mod:`naive`."""
-        return {"stride": self.stride, "padding": self.pad, "dilation": self.dil}
-
-    @property
     def kw(self):
-        """The same for convcore."""
+        """``stride``, ``padding``, ``dilation``: for convcore and :mod:`naive` alike."""
         return {"stride": self.stride, "padding": self.pad, "dilation": self.dil}
 
     def arrays(self, dtype, seed=0):
@@ -62,16 +57,16 @@ class NdCase:
         return x, w, b, g
 
     def conv(self, x, w, b):
-        return naive.conv(x, w, b, groups=self.groups, **self.geo)
+        return naive.conv(x, w, b, groups=self.groups, **self.kw)
 
     def conv_backward(self, g, x, w):
-        return naive.conv_backward(g, x, w, groups=self.groups, **self.geo)
+        return naive.conv_backward(g, x, w, groups=self.groups, **self.kw)
 
     def im2col(self, x):
-        return naive.im2col(x, self.kernel, **self.geo)
+        return naive.im2col(x, self.kernel, **self.kw)
 
     def col2im(self, cols):
-        return naive.col2im(cols, self.size, self.kernel, **self.geo)
+        return naive.col2im(cols, self.size, self.kernel, **self.kw)
 
 
 ND_CASES = [
@@ -426,7 +421,7 @@ def _check_integers(backend, ns, dtype):
     np.testing.assert_array_equal(got, want)
     img = ns.to_numpy(convcore.col2im(ns.asarray(want), case.size, case.kernel, **kw))
     assert img.dtype == dtype
-    np.testing.assert_array_equal(img, col2im_in_dtype(want, case.size, case.kernel, **case.geo))
+    np.testing.assert_array_equal(img, col2im_in_dtype(want, case.size, case.kernel, **case.kw))
 
 
 @pytest.mark.declares("im2col", "col2im", nd=2, dtypes=[d for d in INTS if d != "uint16"])

@@ -192,12 +192,11 @@ def test_noncontiguous_numpy_inputs(case, backend, np_ns, dtype, assert_close):
     "conv", "conv_backward", "im2col", "col2im", nd=2, namespaces=["torch"], dtypes=["float64"]
 )
 def test_noncontiguous_torch_inputs(case, backend, ns, dtype, assert_close):
-    torch_ns = ns
     x, w, b, g, cols = case_inputs(case, dtype)
     ref = expected(case, dtype.name)
 
     def nc(a):
-        t = torch_ns.asarray(a)
+        t = ns.asarray(a)
         if t.ndim == 1:
             return t.repeat_interleave(2)[::2]
         return t.transpose(-1, -2).contiguous().transpose(-1, -2)
@@ -205,17 +204,15 @@ def test_noncontiguous_torch_inputs(case, backend, ns, dtype, assert_close):
     xn, wn, bn, gn, cn = map(nc, (x, w, b, g, cols))
     assert not xn.is_contiguous() and not bn.is_contiguous()
     kw = dict(backend=backend.name, **case.api_kwargs())
-    assert_close(
-        torch_ns.to_numpy(convcore.conv2d(xn, wn, bn, groups=case.groups, **kw)), ref["conv"]
-    )
+    assert_close(ns.to_numpy(convcore.conv2d(xn, wn, bn, groups=case.groups, **kw)), ref["conv"])
     grads = convcore.conv2d_backward(gn, xn, wn, groups=case.groups, **kw)
     for got, name in zip(grads, ("dx", "dw", "db"), strict=True):
-        assert_close(torch_ns.to_numpy(got), ref[name], err_msg=name)
+        assert_close(ns.to_numpy(got), ref[name], err_msg=name)
     np.testing.assert_array_equal(
-        torch_ns.to_numpy(convcore.im2col(xn, case.kernel, **kw)), ref["im2col"]
+        ns.to_numpy(convcore.im2col(xn, case.kernel, **kw)), ref["im2col"]
     )
     assert_close(
-        torch_ns.to_numpy(convcore.col2im(cn, (case.H, case.W), case.kernel, **kw)), ref["col2im"]
+        ns.to_numpy(convcore.col2im(cn, (case.H, case.W), case.kernel, **kw)), ref["col2im"]
     )
 
 
