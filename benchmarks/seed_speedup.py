@@ -1,7 +1,7 @@
 """The seed's claim: im2col + GEMM is "200x or more" faster than per-pixel loops.
 
 Times, in one process, the seed's per-pixel loop convolution
-(``convcore._loops.conv2d_loops``, one image timed and scaled to the batch, as
+(``convcore._naive.seed_conv2d_loops``, one image timed and scaled to the batch, as
 the loops are linear in N) against the ``numpy`` and ``array_api`` backends on
 the seed's AlexNet layer (N images of 3x227x227, 96 filters of 11x11, stride 4).
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import LAYERS, gemm_peak, median, timeit
 
 import convcore
-from convcore._loops import conv2d_loops
+from convcore._naive import seed_conv2d_loops
 
 
 def main(argv=None) -> int:
@@ -35,9 +35,9 @@ def main(argv=None) -> int:
     layer = LAYERS["A"]
     x, w, b, _ = replace(layer, n=args.batch).arrays(args.dtype)
     peak = gemm_peak(args.dtype)
-    loop_one = median([timeit(lambda: conv2d_loops(x[:1], w, b, stride=4)) for _ in range(2)])
+    loop_one = median([timeit(lambda: seed_conv2d_loops(x[:1], w, b, stride=4)) for _ in range(2)])
     t_loops = loop_one * args.batch
-    ref = conv2d_loops(x[:1], w, b, stride=4)
+    ref = seed_conv2d_loops(x[:1], w, b, stride=4)
 
     print(f"AlexNet layer A, N={args.batch}, {args.dtype}; GEMM peak {peak:.1f} GFLOP/s")
     print(f"per-pixel loops: {t_loops:.2f} s (one image {loop_one:.2f} s x {args.batch})")

@@ -1,12 +1,24 @@
-"""``convcore check``: every backend against the loop references and the MATLAB fixtures.
+"""``convcore check``: every backend against the naive loop oracle and the MATLAB fixtures.
 
 The parity suite of the tests, as a command a user can run on their own machine
 after installing: for every backend that is available here and every array
-namespace and dtype it declares (among those installed), each of ``im2col``,
-``col2im``, ``conv`` and ``conv_backward`` on a set of geometries (1-D, 2-D and 3-D
-where the backend declares them; channels-first and channels-last) is compared
-with the loop references of :mod:`convcore._loops`, and the MATLAB-layout
-adapter with the fixtures that GNU Octave computed from the seed's MATLAB code
+namespace and dtype it declares (among those installed), each op is compared
+with the naive loop oracle :mod:`convcore._naive` (plain loops over output
+positions, sharing no code with :mod:`convcore.geometry` or any backend) on a few
+geometries, 1-D, 2-D and 3-D where the backend declares them, channels-first and
+channels-last:
+
+* :data:`CASES`: ``im2col``, ``col2im``, ``conv`` and ``conv_backward`` (dx, dw, db),
+  with per-axis stride, asymmetric padding, dilation, groups and depthwise;
+* :data:`POOL_CASES`: ``max_pool`` (output and indices), ``max_pool_backward``,
+  ``avg_pool`` and ``avg_pool_backward``, with ``ceil_mode`` (PyTorch's and
+  ``"cover_all"``), ``count_include_pad`` and ``divisor_override``;
+* :data:`TRANSPOSE_CASES`: ``conv_transpose`` and ``conv_transpose_backward``
+  (dx, dw, db), with ``output_padding``, dilation and groups.
+
+An op is run only where the backend declares it (:meth:`BackendSpec.supports`
+for the op, namespace, dtype and rank).  The MATLAB-layout adapter is checked
+against the fixtures that GNU Octave computed from the seed's MATLAB code
 (``matlab_ref/fixtures``, installed with the package).
 """
 
@@ -18,13 +30,26 @@ import importlib.util
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import ClassVar
 
 import numpy as np
 
-from . import _loops
+from . import _naive as naive
 from .geometry import conv_output_size
 
-__all__ = ["CASES", "CheckCase", "Outcome", "fixture_files", "run_checks"]
+__all__ = [
+    "ALL_CASES",
+    "CASES",
+    "OPS",
+    "POOL_CASES",
+    "TRANSPOSE_CASES",
+    "CheckCase",
+    "Outcome",
+    "PoolCase",
+    "TransposeCase",
+    "fixture_files",
+    "run_checks",
+]
 
 #: Relative error allowed per dtype: ``max|got - want| <= tol * max(1, max|want|)``.
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
@@ -38,10 +63,27 @@ NAMESPACES = {
     "cupy": "cupy",
 }
 
+#: The ops of each kind of case, and all the ops ``check`` runs.
+CONV_OPS = ("im2col", "col2im", "conv", "conv_backward")
+POOL_OPS = ("max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward")
+TRANSPOSE_OPS = ("conv_transpose", "conv_transpose_backward")
+OPS = CONV_OPS + POOL_OPS + TRANSPOSE_OPS
+
+
+def _to_layout(layout: str, a: np.ndarray) -> np.ndarray:
+    """A channels-first array in ``layout`` (a copy, C-contiguous)."""
+    if layout == "channels_first":
+        return a
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+
+
+def _rng(name: str, seed: int = 0):
+    return np.random.default_rng([seed, sum(map(ord, name))])
+
 
 @dataclass(frozen=True)
 class CheckCase:
-    """One geometry, in resolved numbers (what the loop references take).
+    """One convolution geometry, in resolved numbers (what the oracle takes).
 
     ``size`` has one entry per spatial axis (1, 2 or 3); ``padding`` is
     ``(before, after)`` per axis.  ``layout="channels_last"`` feeds the backend
@@ -60,21 +102,27 @@ class CheckCase:
     groups: int = 1
     layout: str = "channels_first"
 
+    ops: ClassVar[tuple[str, ...]] = CONV_OPS
+
     @property
     def nd(self) -> int:
         return len(self.size)
 
+    @property
+    def geo(self) -> tuple:
+        return (self.stride, self.padding, self.dilation)
+
     def arrays(self, dtype: str, seed: int = 0):
-        """``x, weight, bias, grad_out`` (NumPy, channels first) for this case."""
+        """``x, weight, bias, grad_out, cols`` (NumPy, channels first) for this case."""
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((self.n, self.c, *self.size)).astype(dtype)
         w = rng.standard_normal((self.f, self.c // self.groups, *self.kernel)).astype(dtype)
         b = rng.standard_normal(self.f).astype(dtype)
-        y = _loops.conv2d_forward_loops(
-            x, w, None, self.stride, self.padding, self.dilation, self.groups
-        )
-        g = rng.standard_normal(y.shape).astype(dtype)
-        return x, w, b, g
+        out = naive.conv_output_size(self.size, self.kernel, *self.geo)
+        g = rng.standard_normal((self.n, self.f, *out)).astype(dtype)
+        rows, length = self.c * int(np.prod(self.kernel)), int(np.prod(out))
+        cols = rng.standard_normal((self.n, rows, length)).astype(dtype)
+        return x, w, b, g, cols
 
     @property
     def options(self) -> dict:
@@ -87,9 +135,192 @@ class CheckCase:
 
     def to_layout(self, a: np.ndarray) -> np.ndarray:
         """A channels-first array in this case's layout (a copy, C-contiguous)."""
-        if self.layout == "channels_first":
-            return a
-        return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+        return _to_layout(self.layout, a)
+
+    def references(self, dtype: str) -> dict:
+        """Inputs (in the case's layout) and the oracle's results."""
+        x, w, b, g, cols = self.arrays(dtype)
+        geo, lay = self.geo, self.to_layout
+        dx, dw, db = naive.conv_backward(g, x, w, *geo, self.groups)
+        return {
+            "inputs": (lay(x), w, b, lay(g), cols),
+            "im2col": naive.im2col(x, self.kernel, *geo),
+            "col2im": lay(naive.col2im(cols, self.size, self.kernel, *geo)),
+            "conv": lay(naive.conv(x, w, b, *geo, self.groups)),
+            "conv_backward": (lay(dx), dw, db),
+        }
+
+    def run(self, out: Outcome, backend: str, conv: Callable, tol: float, ops) -> None:
+        import convcore
+
+        ref = _references(self, out.dtype)
+        opts, grp = self.options, {"groups": self.groups}
+        xs, ws, bs, gs, cs = (conv(a) for a in ref["inputs"])
+        if "im2col" in ops:
+            got = convcore.im2col(xs, self.kernel, **opts, backend=backend)
+            out.record(f"{self.name} im2col", got, ref["im2col"], tol)
+        if "col2im" in ops:
+            got = convcore.col2im(cs, self.size, self.kernel, **opts, backend=backend)
+            out.record(f"{self.name} col2im", got, ref["col2im"], tol)
+        if "conv" in ops:
+            got = convcore.conv(xs, ws, bs, **opts, **grp, backend=backend)
+            out.record(f"{self.name} conv", got, ref["conv"], tol)
+        if "conv_backward" in ops:
+            grads = convcore.conv_backward(gs, xs, ws, **opts, **grp, backend=backend)
+            for label, got, want in zip(("dx", "dw", "db"), grads, ref["conv_backward"]):
+                out.record(f"{self.name} conv_backward {label}", got, want, tol)
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    """One pooling geometry: max pooling with indices and average pooling, and gradients.
+
+    ``padding`` is ``(before, after)`` per axis (at most ``kernel // 2``, PyTorch's
+    rule); ``dilation`` applies to max pooling only (average pooling has none);
+    ``ceil_mode``, ``count_include_pad`` and ``divisor_override`` as in
+    :func:`convcore.max_pool` / :func:`convcore.avg_pool`.
+    """
+
+    name: str
+    n: int
+    c: int
+    size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool | str = False
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+    layout: str = "channels_first"
+
+    ops: ClassVar[tuple[str, ...]] = POOL_OPS
+
+    @property
+    def nd(self) -> int:
+        return len(self.size)
+
+    @property
+    def max_args(self) -> tuple:
+        return (self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    @property
+    def avg_args(self) -> tuple:
+        return (
+            self.kernel, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+            self.divisor_override,
+        )  # fmt: skip
+
+    def references(self, dtype: str) -> dict:
+        """Inputs (in the case's layout) and the oracle's results."""
+        rng = _rng(self.name)
+        x = rng.standard_normal((self.n, self.c, *self.size)).astype(dtype)
+        y, idx = naive.max_pool(x, *self.max_args)
+        g_max = rng.standard_normal(y.shape).astype(dtype)
+        avg = naive.avg_pool(x, *self.avg_args)
+        g_avg = rng.standard_normal(avg.shape).astype(dtype)
+        lay = functools.partial(_to_layout, self.layout)
+        return {
+            "inputs": (lay(x), lay(g_max), lay(g_avg)),
+            "max_pool": (lay(y), lay(idx)),
+            "max_pool_backward": lay(naive.max_pool_backward(g_max, x, *self.max_args)),
+            "avg_pool": lay(avg),
+            "avg_pool_backward": lay(naive.avg_pool_backward(g_avg, self.size, *self.avg_args)),
+        }
+
+    def run(self, out: Outcome, backend: str, conv: Callable, tol: float, ops) -> None:
+        import convcore
+
+        ref = _references(self, out.dtype)
+        xs, g_max, g_avg = (conv(a) for a in ref["inputs"])
+        kw = {"layout": self.layout, "backend": backend}
+        if "max_pool" in ops:
+            got, idx = convcore.max_pool(xs, *self.max_args, True, **kw)
+            out.record(f"{self.name} max_pool", got, ref["max_pool"][0], tol)
+            out.record(f"{self.name} max_pool indices", idx, ref["max_pool"][1], 0.0)
+        if "max_pool_backward" in ops:
+            got = convcore.max_pool_backward(g_max, xs, *self.max_args, **kw)
+            out.record(f"{self.name} max_pool_backward", got, ref["max_pool_backward"], tol)
+        if "avg_pool" in ops:
+            got = convcore.avg_pool(xs, *self.avg_args, **kw)
+            out.record(f"{self.name} avg_pool", got, ref["avg_pool"], tol)
+        if "avg_pool_backward" in ops:
+            got = convcore.avg_pool_backward(g_avg, self.size, *self.avg_args, **kw)
+            out.record(f"{self.name} avg_pool_backward", got, ref["avg_pool_backward"], tol)
+
+
+@dataclass(frozen=True)
+class TransposeCase:
+    """One transposed-convolution geometry, in resolved numbers.
+
+    ``weight`` is ``(c_in, c_out // groups, *kernel)``; ``padding`` is ``(before,
+    after)`` per axis, cropped from the full output; ``output_padding`` is smaller
+    than the stride or the dilation on every axis.
+    """
+
+    name: str
+    n: int
+    c_in: int
+    size: tuple[int, ...]
+    c_out: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int = 1
+    layout: str = "channels_first"
+
+    ops: ClassVar[tuple[str, ...]] = TRANSPOSE_OPS
+
+    @property
+    def nd(self) -> int:
+        return len(self.size)
+
+    @property
+    def geo(self) -> tuple:
+        return (self.stride, self.padding, self.output_padding, self.dilation, self.groups)
+
+    @property
+    def options(self) -> dict:
+        return {
+            "stride": self.stride,
+            "padding": self.padding,
+            "output_padding": self.output_padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
+            "layout": self.layout,
+        }
+
+    def references(self, dtype: str) -> dict:
+        """Inputs (in the case's layout) and the oracle's results."""
+        rng = _rng(self.name)
+        x = rng.standard_normal((self.n, self.c_in, *self.size)).astype(dtype)
+        shape = (self.c_in, self.c_out // self.groups, *self.kernel)
+        w = rng.standard_normal(shape).astype(dtype)
+        b = rng.standard_normal(self.c_out).astype(dtype)
+        y = naive.conv_transpose(x, w, b, *self.geo)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        dx, dw, db = naive.conv_transpose_backward(g, x, w, *self.geo)
+        lay = functools.partial(_to_layout, self.layout)
+        return {
+            "inputs": (lay(x), w, b, lay(g)),
+            "conv_transpose": lay(y),
+            "conv_transpose_backward": (lay(dx), dw, db),
+        }
+
+    def run(self, out: Outcome, backend: str, conv: Callable, tol: float, ops) -> None:
+        import convcore
+
+        ref = _references(self, out.dtype)
+        xs, ws, bs, gs = (conv(a) for a in ref["inputs"])
+        if "conv_transpose" in ops:
+            got = convcore.conv_transpose(xs, ws, bs, **self.options, backend=backend)
+            out.record(f"{self.name} conv_transpose", got, ref["conv_transpose"], tol)
+        if "conv_transpose_backward" in ops:
+            grads = convcore.conv_transpose_backward(gs, xs, ws, **self.options, backend=backend)
+            for label, got, want in zip(("dx", "dw", "db"), grads, ref["conv_transpose_backward"]):
+                out.record(f"{self.name} conv_transpose_backward {label}", got, want, tol)
 
 
 def _c2(name, n, c, h, w, f, kernel, **kw) -> CheckCase:
@@ -123,6 +354,31 @@ CASES: tuple[CheckCase, ...] = (
               layout="channels_last"),
 )  # fmt: skip
 
+POOL_CASES: tuple[PoolCase, ...] = (
+    PoolCase("pool_1d_ceil", 2, 3, (11,), (3,), (2,), (1, 0), (2,), ceil_mode=True,
+             count_include_pad=False),
+    PoolCase("pool_2d", 2, 3, (7, 8), (3, 2), (2, 2), (1, 0, 1, 1), (1, 1)),
+    PoolCase("pool_2d_ceil_channels_last", 1, 4, (9, 7), (3, 3), (2, 3), (1, 1, 0, 1), (1, 2),
+             ceil_mode=True, count_include_pad=False, layout="channels_last"),
+    PoolCase("pool_2d_cover_all_divisor", 2, 2, (6, 7), (2, 3), (3, 2), (0, 1, 1, 0), (2, 1),
+             ceil_mode="cover_all", divisor_override=4),
+    PoolCase("pool_3d_ceil", 1, 2, (5, 4, 6), (2, 2, 3), (2, 1, 2), (1, 0, 0, 1, 1, 1),
+             (1, 1, 1), ceil_mode=True),
+)  # fmt: skip
+
+TRANSPOSE_CASES: tuple[TransposeCase, ...] = (
+    TransposeCase("transpose_1d_groups", 2, 4, (7,), 6, (3,), (2,), (1, 0), (1,), (1,),
+                  groups=2),
+    TransposeCase("transpose_2d", 2, 3, (4, 5), 4, (3, 2), (2, 3), (1, 1, 0, 2), (1, 2), (1, 1)),
+    TransposeCase("transpose_2d_dilated_channels_last", 1, 4, (5, 4), 4, (2, 3), (1, 2),
+                  (0, 1, 1, 1), (1, 1), (2, 1), groups=2, layout="channels_last"),
+    TransposeCase("transpose_3d", 1, 2, (3, 4, 3), 3, (2, 3, 2), (2, 1, 2), (1, 0, 0, 1, 1, 1),
+                  (1, 0, 1), (1, 1, 2)),
+)  # fmt: skip
+
+#: Every case ``check`` runs.
+ALL_CASES: tuple[CheckCase | PoolCase | TransposeCase, ...] = CASES + POOL_CASES + TRANSPOSE_CASES
+
 
 @dataclass
 class Outcome:
@@ -140,14 +396,25 @@ class Outcome:
     note: str | None = None
 
     def record(self, where: str, got, want, tol: float) -> None:
+        """One comparison: the error relative to the largest finite expected value.
+
+        Equal entries count as no error, also where both are the same infinity or
+        both NaN (a max-pooling window with no input cell gives ``-inf``).
+        """
         self.checks += 1
         got = _to_numpy(got)
         if got.shape != want.shape:
             self.failures.append(f"{where}: shape {got.shape}, expected {want.shape}")
             self.worst, self.worst_where = float("inf"), where
             return
-        scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
-        err = float(np.max(np.abs(got.astype(np.float64) - want))) / scale if want.size else 0.0
+        got = got.astype(np.float64)
+        want = np.asarray(want, dtype=np.float64)
+        finite = want[np.isfinite(want)]
+        scale = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
+        same = (got == want) | (np.isnan(got) & np.isnan(want))
+        with np.errstate(invalid="ignore"):
+            diff = np.where(same, 0.0, np.abs(got - want))
+        err = float(np.max(diff)) / scale if want.size else 0.0
         if not np.isfinite(err):
             err = float("inf")
         if err > self.worst or self.worst_where == "-":
@@ -208,53 +475,15 @@ def _to_numpy(a) -> np.ndarray:
 # ------------------------------------------------------------------------ runs
 
 
-@functools.lru_cache(maxsize=64)
-def _references(case: CheckCase, dtype: str):
-    """Inputs and loop-reference results of one case (computed once per process)."""
-    x, w, b, g = case.arrays(dtype)
-    geo = (case.stride, case.padding, case.dilation)
-    cols = _loops.im2col_loops(x, case.kernel, *geo)
-    dx, dw, db = _loops.conv2d_backward_loops(g, x, w, *geo, case.groups)
-    lay = case.to_layout
-    return {
-        "inputs": (lay(x), w, b, lay(g), cols),
-        "im2col": cols,
-        "col2im": lay(_loops.col2im_loops(cols, case.size, case.kernel, *geo)),
-        "conv": lay(_loops.conv2d_forward_loops(x, w, b, *geo, case.groups)),
-        "conv_backward": (lay(dx), dw, db),
-    }
+@functools.lru_cache(maxsize=128)
+def _references(case, dtype: str) -> dict:
+    """Inputs and oracle results of one case (computed once per process)."""
+    return case.references(dtype)
 
 
-def _backend_case(
-    out: Outcome, name: str, case: CheckCase, conv: Callable, tol: float, ops: Sequence[str]
-) -> None:
-    import convcore
-
-    ref = _references(case, out.dtype)
-    opts, grp = case.options, {"groups": case.groups}
-    xs, ws, bs, gs, cs = (conv(a) for a in ref["inputs"])
-    if "im2col" in ops:
-        got = convcore.im2col(xs, case.kernel, **opts, backend=name)
-        out.record(f"{case.name} im2col", got, ref["im2col"], tol)
-    if "col2im" in ops:
-        got = convcore.col2im(cs, case.size, case.kernel, **opts, backend=name)
-        out.record(f"{case.name} col2im", got, ref["col2im"], tol)
-    if "conv" in ops:
-        got = convcore.conv(xs, ws, bs, **opts, **grp, backend=name)
-        out.record(f"{case.name} conv", got, ref["conv"], tol)
-    if "conv_backward" in ops:
-        grads = convcore.conv_backward(gs, xs, ws, **opts, **grp, backend=name)
-        for label, got, want in zip(("dx", "dw", "db"), grads, ref["conv_backward"]):
-            out.record(f"{case.name} conv_backward {label}", got, want, tol)
-
-
-#: The ops ``check`` runs on each case.
-OPS = ("im2col", "col2im", "conv", "conv_backward")
-
-
-def _declared_ops(info, ns: str, dtype: str, nd: int | None = None) -> list[str]:
-    """The ops of :data:`OPS` that ``info`` declares for these arrays."""
-    return [op for op in OPS if info.supports(op, namespace=ns, dtype=dtype, nd=nd)]
+def _declared_ops(info, ns: str, dtype: str, nd: int | None = None, ops=OPS) -> list[str]:
+    """The ops of ``ops`` that ``info`` declares for these arrays."""
+    return [op for op in ops if info.supports(op, namespace=ns, dtype=dtype, nd=nd)]
 
 
 def _combinations(infos, namespaces: Sequence[str] | None, dtypes: Sequence[str]):
@@ -266,12 +495,25 @@ def _combinations(infos, namespaces: Sequence[str] | None, dtypes: Sequence[str]
                     yield info, ns, dtype
 
 
+def _left_out(info, ns: str, dtype: str, cases) -> str | None:
+    """What of ``cases`` the backend does not declare, in words (None: nothing)."""
+    ranks = sorted({c.nd for c in cases if not _declared_ops(info, ns, dtype, c.nd, c.ops)})
+    wanted = sorted({op for c in cases for op in c.ops}, key=OPS.index)
+    ops = [op for op in wanted if not _declared_ops(info, ns, dtype, ops=(op,))]
+    parts = []
+    if ranks:
+        parts.append(f"{', '.join(f'{d}-D' for d in ranks)} cases left out")
+    if ops:
+        parts.append(f"{', '.join(ops)} left out")
+    return f"{'; '.join(parts)}: not declared by the backend" if parts else None
+
+
 def run_checks(
     infos,
     *,
     namespaces: Sequence[str] | None = None,
     dtypes: Sequence[str] = ("float32", "float64"),
-    cases: Sequence[CheckCase] = CASES,
+    cases: Sequence = ALL_CASES,
 ) -> Iterator[Outcome]:
     """Yield one :class:`Outcome` per (backend, namespace, dtype) combination.
 
@@ -279,7 +521,9 @@ def run_checks(
     unavailable backends and namespaces that are not installed give an outcome
     with ``skipped`` set to the reason.  ``namespaces=None`` means every
     namespace the backend declares (numpy for NumPy-only backends, all installed
-    ones for namespace-agnostic backends).
+    ones for namespace-agnostic backends).  ``cases`` defaults to
+    :data:`ALL_CASES`; each op of a case runs where the backend declares it for
+    the case's rank.
     """
     for info, ns, dtype in _combinations(infos, namespaces, dtypes):
         out = Outcome(info.name, ns, dtype)
@@ -289,18 +533,13 @@ def run_checks(
             out.skipped = problem
         else:
             conv = _converter(ns)
-            undeclared = sorted({c.nd for c in cases if not _declared_ops(info, ns, dtype, c.nd)})
-            if undeclared:
-                out.note = (
-                    f"{', '.join(f'{d}-D' for d in undeclared)} cases left out: "
-                    "not declared by the backend"
-                )
+            out.note = _left_out(info, ns, dtype, cases)
             for case in cases:
-                ops = _declared_ops(info, ns, dtype, case.nd)
+                ops = _declared_ops(info, ns, dtype, case.nd, case.ops)
                 if not ops:
                     continue
                 try:
-                    _backend_case(out, info.name, case, conv, TOLERANCE[dtype], ops)
+                    case.run(out, info.name, conv, TOLERANCE[dtype], ops)
                 except Exception as exc:  # a crash is a failure to report, not to hide
                     out.checks += 1
                     out.failures.append(f"{case.name}: {type(exc).__name__}: {exc}")

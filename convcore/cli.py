@@ -286,7 +286,7 @@ def demo(backend, batch, dtype, repeat, seed):
     import numpy as np
 
     from . import conv2d, im2col, reshape_gemm_output
-    from ._loops import conv2d_loops
+    from ._naive import seed_conv2d_loops
 
     if batch < 1:
         raise click.BadParameter(f"must be >= 1, got {batch}", param_hint="--batch")
@@ -312,7 +312,7 @@ def demo(backend, batch, dtype, repeat, seed):
 
     click.echo("seed's per-pixel loops (the reference): ", nl=False)
     start = time.perf_counter()
-    ref0 = conv2d_loops(x[:1], w, b, stride=stride)
+    ref0 = seed_conv2d_loops(x[:1], w, b, stride=stride)
     t_loop = (time.perf_counter() - start) * batch
     click.echo(f"{t_loop:.2f} s for {batch} image(s) (one image timed, scaled to the batch)")
     worst = float(np.max(np.abs(y0 - ref0[0])))
@@ -542,15 +542,18 @@ def bench(
 )
 @click.option("--verbose", "-v", is_flag=True, help="List every mismatch, not only the worst.")
 def check(backends, namespaces, dtypes, matlab, verbose):
-    """Check every available backend against the loop references and the MATLAB fixtures.
+    """Check every available backend against the naive loops and the MATLAB fixtures.
 
-    im2col, col2im, conv and conv_backward (dx, dw, db) on geometries with
-    per-axis stride, asymmetric padding, dilation, groups and depthwise, 1-D,
-    2-D and 3-D (where a backend declares them), channels-first and
-    channels-last, against loops over output positions that share no code with
-    the backends; tolerance
-    1e-4 (float32) and 1e-10 (float64) relative to the largest expected value.
-    Exit status 1 when anything differs, with the worst error printed.
+    im2col, col2im, conv and conv_backward (dx, dw, db) with per-axis stride,
+    asymmetric padding, dilation, groups and depthwise; max pooling (output,
+    indices, gradient) and average pooling (output, gradient) with ceil_mode,
+    count_include_pad and divisor_override; the transposed convolution (output,
+    dx, dw, db) with output_padding, dilation and groups.  1-D, 2-D and 3-D,
+    channels-first and channels-last, each op only where the backend declares it,
+    against loops over output positions that share no code with the backends;
+    tolerance 1e-4 (float32) and 1e-10 (float64) relative to the largest expected
+    value, indices exact.  Exit status 1 when anything differs, with the worst
+    error printed.
     """
     from . import _check
 

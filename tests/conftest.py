@@ -3,7 +3,8 @@
 * ``backend`` runs a test once per registered backend, and with ``ns`` and
   ``dtype`` once per combination **the backend declares** (asked through
   :meth:`convcore.BackendSpec.supports`, the rule dispatch follows; the ops and
-  rank a test needs are named with ``@pytest.mark.declares("conv", nd=3)``).
+  rank a test needs are named with ``@pytest.mark.declares("conv", nd=3)``, and
+  ``namespaces=`` / ``dtypes=`` narrow the namespaces and dtypes it is fed).
   Undeclared combinations are not generated, so a skip always means something:
   the backend is unavailable here (its own ``reason``) or the namespace's library
   is not installed or cannot make arrays here.
@@ -176,11 +177,14 @@ def np_ns():
 
 @pytest.fixture(scope="session")
 def make_ns():
-    """``make_ns(name)``: the :class:`Namespace` called ``name`` (skip if not installed)."""
+    """``make_ns(name)``: the :class:`Namespace` called ``name`` (skip if it cannot make arrays)."""
     modules = dict(NAMESPACES)
 
     def make(name):
-        return Namespace(name, pytest.importorskip(modules[name]))
+        module = pytest.importorskip(modules[name])
+        if namespace_problem(name) is not None:
+            pytest.skip(namespace_problem(name))
+        return Namespace(name, module)
 
     return make
 
@@ -238,14 +242,15 @@ class BackendUnderTest:
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "declares(*ops, nd=None): generate only the backend x namespace x dtype combinations "
-        "whose backend declares these ops (and number of spatial axes)",
+        "declares(*ops, nd=None, namespaces=None, dtypes=None): generate only the backend x "
+        "namespace x dtype combinations whose backend declares these ops (and number of "
+        "spatial axes), among these namespaces and dtypes (default: all; float32, float64)",
     )
 
 
 def _combination(info, ns_name, dtype, ops, nd, *, with_ns: bool):
     """``pytest.param`` of one declared combination, or None when it is not declared."""
-    dtype_name = None if dtype is None else dtype.name
+    dtype_name = _dtype_name(dtype)
     for op in ops:
         if not info.supports(op, namespace=ns_name, dtype=dtype_name, nd=nd):
             return None
@@ -261,8 +266,29 @@ def _combination(info, ns_name, dtype, ops, nd, *, with_ns: bool):
         ids.append(ns_name)
     if dtype is not None:
         values.append(dtype)
-        ids.append(dtype.name)
+        ids.append(dtype_name)
     return pytest.param(*values, id="-".join(ids), marks=marks)
+
+
+def _dtype_name(dtype) -> str | None:
+    return None if dtype is None else getattr(dtype, "name", dtype)
+
+
+def _dtypes(marker) -> list:
+    """Values of the ``dtype`` fixture: :data:`DTYPES`, or the marker's ``dtypes``.
+
+    A name NumPy knows becomes its ``np.dtype``; others (``"bfloat16"``) stay names.
+    """
+    names = marker.kwargs.get("dtypes") if marker else None
+    if names is None:
+        return list(DTYPES)
+    out = []
+    for name in names:
+        try:
+            out.append(np.dtype(name))
+        except TypeError:
+            out.append(name)
+    return out
 
 
 def _given(metafunc) -> set[str]:
@@ -281,8 +307,12 @@ def pytest_generate_tests(metafunc):
 
     Without ``backend``: ``ns`` runs once per array namespace (skipped where it
     cannot make arrays) and ``dtype`` once per float dtype of :data:`DTYPES`.
+    ``@pytest.mark.declares(namespaces=..., dtypes=...)`` narrows both, with or
+    without ``backend``.
     """
     fixtures = set(metafunc.fixturenames) - _given(metafunc)
+    marker = metafunc.definition.get_closest_marker("declares")
+    wanted = marker.kwargs.get("namespaces") if marker else None
     if "backend" not in fixtures:
         if "ns" in fixtures:
             metafunc.parametrize(
@@ -296,24 +326,25 @@ def pytest_generate_tests(metafunc):
                         else (),
                     )
                     for n, _ in NAMESPACES
+                    if wanted is None or n in wanted
                 ],
             )
         if "dtype" in fixtures:
-            metafunc.parametrize("dtype", DTYPES, ids=[d.name for d in DTYPES])
+            dtypes = _dtypes(marker)
+            metafunc.parametrize("dtype", dtypes, ids=[_dtype_name(d) for d in dtypes])
         return
-    marker = metafunc.definition.get_closest_marker("declares")
     ops = (marker.args or (None,)) if marker else (None,)
     nd = marker.kwargs.get("nd") if marker else None
     names = ["backend"]
     if "ns" in fixtures:
         names.append("ns")
-        spaces = [name for name, _ in NAMESPACES]
+        spaces = [name for name, _ in NAMESPACES if wanted is None or name in wanted]
     else:
         spaces = ["numpy" if "np_ns" in fixtures else None]
     dtypes = [None]
     if "dtype" in fixtures:
         names.append("dtype")
-        dtypes = list(DTYPES)
+        dtypes = _dtypes(marker)
     params = []
     for info in convcore.available_backends():
         for ns_name in spaces:

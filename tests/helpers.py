@@ -6,7 +6,8 @@
   to another axis order and back, :func:`noncontiguous` makes a strided view;
 * half precision: :func:`half_array` / :func:`half_to_float64` and :data:`HALF_TOL`;
 * PyTorch as an optional oracle: :func:`torch_or_skip`, :func:`torch_pad`;
-* :func:`auto_for_numpy`: what ``auto`` must pick, from the declarations.
+* :func:`auto_for_numpy`: what ``auto`` must pick, from the declarations;
+* :func:`col2im_in_dtype`: the oracle's col2im summed in an integer dtype.
 
 The loop oracle itself is :mod:`naive`; the fixtures (backends, namespaces,
 dtypes, tolerances) are in ``conftest.py``.
@@ -14,6 +15,9 @@ dtypes, tolerances) are in ``conftest.py``.
 
 from __future__ import annotations
 
+import math
+
+import naive
 import numpy as np
 import pytest
 
@@ -24,6 +28,7 @@ __all__ = [
     "assert_unchanged",
     "auto_for_numpy",
     "check_output",
+    "col2im_in_dtype",
     "from_layout",
     "half_array",
     "half_to_float64",
@@ -122,3 +127,24 @@ def auto_for_numpy(op: str = "conv", dtype: str = "float64") -> str:
         if info.available and info.supports(op, namespace="numpy", device="cpu", dtype=dtype):
             return info.name
     raise AssertionError(f"no available backend declares {op} on NumPy {dtype} arrays")
+
+
+def col2im_in_dtype(cols, input_size, kernel, stride, padding, dilation) -> np.ndarray:
+    """:func:`naive.col2im` summed in the dtype of ``cols`` (integers wrap around).
+
+    :func:`naive.col2im` sums in float64, which is neither exact for 64-bit integers
+    nor wraps around on overflow as NumPy's integer sums do.  Here every column
+    entry is added, in ``cols.dtype``, onto the cell :func:`naive.im2col` reads it
+    from: the im2col of the cell numbers ``1..P`` (0 reads the padding) is that map.
+    Arguments as for :func:`naive.col2im`.
+    """
+    cols = np.asarray(cols)
+    n, rows, length = cols.shape
+    size = tuple(input_size)
+    cells = np.arange(1, math.prod(size) + 1, dtype=np.int64).reshape(1, 1, *size)
+    source = naive.im2col(cells, kernel, stride, padding, dilation)[0]  # (prod(kernel), L)
+    c = rows // source.shape[0]
+    assert rows == c * source.shape[0] and length == source.shape[1], (cols.shape, source.shape)
+    img = np.zeros((n, c, 1 + math.prod(size)), cols.dtype)
+    np.add.at(img, (slice(None), slice(None), source.ravel()), cols.reshape(n, c, -1))
+    return img[:, :, 1:].reshape(n, c, *size)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 import pytest
-from reference import output_size, resolve_padding
+from cases import naive_options, resolve_padding
 
 import convcore
 
@@ -44,12 +45,12 @@ SEEDS = list(range(30))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_col2im_is_adjoint_of_im2col(seed, backend, ns):
-    dtype = np.dtype(np.float64)
-    backend.require("im2col", "col2im", ns=ns, dtype=dtype)
+@pytest.mark.declares("im2col", "col2im", nd=2, dtypes=["float64"])
+def test_col2im_is_adjoint_of_im2col(seed, backend, ns, dtype):
     N, C, size, kernel, stride, padding, dilation = random_geometry(seed)
-    pads = resolve_padding(padding, size, kernel, stride, dilation)
-    Ho, Wo = output_size(size, kernel, stride, pads, dilation)
+    Ho, Wo = naive.conv_output_size(
+        size, kernel, **naive_options(size, kernel, stride, padding, dilation)
+    )
     rng = np.random.default_rng(1000 + seed)
     x = rng.standard_normal((N, C, *size))
     y = rng.standard_normal((N, C * kernel[0] * kernel[1], Ho * Wo))

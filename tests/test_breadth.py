@@ -1,118 +1,26 @@
 """1-D and 3-D, channels-last layouts, half precision and integer im2col, on every backend.
 
-The oracle is an N-d loop reference written here (one receptive field per output
-position, taps enumerated with ``itertools.product``), sharing no code with
+The oracle is the naive N-d loop oracle (``tests/naive.py``), sharing no code with
 convcore, and PyTorch's ``conv1d``/``conv3d`` when torch is installed.  What a
-backend is expected to run comes from its declaration (``spatial_dims``,
-``op_dtypes``, ``dtypes``); where it declares no support, an explicit request
-must raise ``BackendCapabilityError`` and ``auto`` must pick another backend.
+backend is run on comes from its declaration (``spatial_dims``, ``op_dtypes``,
+``dtypes``, through ``@pytest.mark.declares``); where a backend declares no
+support, an explicit request must raise ``BackendCapabilityError`` and ``auto``
+must pick another backend (checked on backends registered for the test, which
+declare less than the built-in ones).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
+import naive
 import numpy as np
 import pytest
+from helpers import HALF_TOL, col2im_in_dtype, half_array, half_to_float64, torch_or_skip
 
 import convcore
-from convcore import BackendCapabilityError
-
-# ------------------------------------------------------------------ N-d oracle
-
-
-def _out_size(size, k, s, before, after, d):
-    return (size + before + after - d * (k - 1) - 1) // s + 1
-
-
-def _window(pos, kernel, stride, dil):
-    """Padded-input index of every tap of the window at output position ``pos``."""
-    for tap in itertools.product(*(range(k) for k in kernel)):
-        yield tap, tuple(o * s + t * d for o, s, t, d in zip(pos, stride, tap, dil))
-
-
-def _padded(x, pad):
-    nd = x.ndim - 2
-    pairs = [(0, 0), (0, 0)] + [(pad[2 * i], pad[2 * i + 1]) for i in range(nd)]
-    return np.pad(x, pairs)
-
-
-def ref_im2col(x, kernel, stride, pad, dil):
-    nd = x.ndim - 2
-    xp = _padded(x, pad)
-    out = [
-        _out_size(x.shape[2 + i], kernel[i], stride[i], pad[2 * i], pad[2 * i + 1], dil[i])
-        for i in range(nd)
-    ]
-    n, c = x.shape[:2]
-    cols = np.zeros((n, c, *kernel, *out), x.dtype)
-    for pos in itertools.product(*(range(o) for o in out)):
-        for tap, idx in _window(pos, kernel, stride, dil):
-            cols[(slice(None), slice(None), *tap, *pos)] = xp[(slice(None), slice(None), *idx)]
-    return cols.reshape(n, c * int(np.prod(kernel)), int(np.prod(out)))
-
-
-def ref_col2im(cols, size, kernel, stride, pad, dil):
-    nd = len(size)
-    out = [
-        _out_size(size[i], kernel[i], stride[i], pad[2 * i], pad[2 * i + 1], dil[i])
-        for i in range(nd)
-    ]
-    n = cols.shape[0]
-    c = cols.shape[1] // int(np.prod(kernel))
-    cols = cols.reshape(n, c, *kernel, *out)
-    acc = np.zeros((n, c, *(s + pad[2 * i] + pad[2 * i + 1] for i, s in enumerate(size))))
-    acc = acc.astype(cols.dtype)
-    for pos in itertools.product(*(range(o) for o in out)):
-        for tap, idx in _window(pos, kernel, stride, dil):
-            acc[(slice(None), slice(None), *idx)] += cols[(slice(None), slice(None), *tap, *pos)]
-    crop = tuple(slice(pad[2 * i], pad[2 * i] + s) for i, s in enumerate(size))
-    return acc[(slice(None), slice(None), *crop)]
-
-
-def ref_conv(x, w, b, stride, pad, dil, groups):
-    """Grouped cross-correlation in float64, one dot product per output value."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    n, c = x.shape[:2]
-    f = w.shape[0]
-    cg, fg = c // groups, f // groups
-    cols = ref_im2col(x, w.shape[2:], stride, pad, dil)  # (N, C*K, L)
-    k = int(np.prod(w.shape[2:]))
-    out = np.zeros((n, f, cols.shape[2]))
-    for g in range(groups):
-        wg = w[g * fg : (g + 1) * fg].reshape(fg, cg * k)
-        out[:, g * fg : (g + 1) * fg] = np.einsum(
-            "fk,nkl->nfl", wg, cols[:, g * cg * k : (g + 1) * cg * k]
-        )
-    if b is not None:
-        out += b.astype(np.float64)[None, :, None]
-    size = x.shape[2:]
-    o = [
-        _out_size(size[i], w.shape[2 + i], stride[i], pad[2 * i], pad[2 * i + 1], dil[i])
-        for i in range(len(size))
-    ]
-    return out.reshape(n, f, *o)
-
-
-def ref_conv_backward(g, x, w, stride, pad, dil, groups):
-    g, x, w = (a.astype(np.float64) for a in (g, x, w))
-    n, c = x.shape[:2]
-    f = w.shape[0]
-    cg, fg = c // groups, f // groups
-    kernel = w.shape[2:]
-    k = int(np.prod(kernel))
-    cols = ref_im2col(x, kernel, stride, pad, dil)
-    g3 = g.reshape(n, f, -1)
-    dw = np.zeros_like(w)
-    dcols = np.zeros_like(cols)
-    for gi in range(groups):
-        fs, cs = slice(gi * fg, (gi + 1) * fg), slice(gi * cg * k, (gi + 1) * cg * k)
-        dw[fs] = np.einsum("nfl,nkl->fk", g3[:, fs], cols[:, cs]).reshape(dw[fs].shape)
-        dcols[:, cs] = np.einsum("fk,nfl->nkl", w[fs].reshape(fg, cg * k), g3[:, fs])
-    dx = ref_col2im(dcols, x.shape[2:], kernel, stride, pad, dil)
-    return dx, dw, g.sum(axis=tuple(i for i in range(g.ndim) if i != 1))
-
+from convcore import BackendCapabilityError, BackendSpec
+from convcore._registry import ALL_OPS, get_registry, reload_registry
 
 # ---------------------------------------------------------------------- cases
 
@@ -134,18 +42,31 @@ class NdCase:
     def nd(self):
         return len(self.size)
 
+    @property
+    def kw(self):
+        """``stride``, ``padding``, ``dilation``: for convcore and :mod:`naive` alike."""
+        return {"stride": self.stride, "padding": self.pad, "dilation": self.dil}
+
     def arrays(self, dtype, seed=0):
         rng = np.random.default_rng([seed, sum(map(ord, self.id))])
         x = rng.standard_normal((self.n, self.c, *self.size)).astype(dtype)
         w = rng.standard_normal((self.f, self.c // self.groups, *self.kernel)).astype(dtype)
         b = rng.standard_normal(self.f).astype(dtype)
-        y = ref_conv(x, w, None, self.stride, self.pad, self.dil, self.groups)
-        g = rng.standard_normal(y.shape).astype(dtype)
+        out = naive.conv_output_size(self.size, self.kernel, self.stride, self.pad, self.dil)
+        g = rng.standard_normal((self.n, self.f, *out)).astype(dtype)
         return x, w, b, g
 
-    @property
-    def kw(self):
-        return {"stride": self.stride, "padding": self.pad, "dilation": self.dil}
+    def conv(self, x, w, b):
+        return naive.conv(x, w, b, groups=self.groups, **self.kw)
+
+    def conv_backward(self, g, x, w):
+        return naive.conv_backward(g, x, w, groups=self.groups, **self.kw)
+
+    def im2col(self, x):
+        return naive.im2col(x, self.kernel, **self.kw)
+
+    def col2im(self, cols):
+        return naive.col2im(cols, self.size, self.kernel, **self.kw)
 
 
 ND_CASES = [
@@ -163,49 +84,92 @@ ND_CASES = [
     NdCase("3d_pointwise", 1, 3, (3, 3, 4), 2, (1, 1, 1), (1, 1, 1), (0,) * 6, (1, 1, 1)),
 ]
 
+
+def cases_of_rank(nd):
+    return pytest.mark.parametrize("case", [c for c in ND_CASES if c.nd == nd], ids=lambda c: c.id)
+
+
 CONV = {1: convcore.conv1d, 2: convcore.conv2d, 3: convcore.conv3d}
 CONV_BACKWARD = {
     1: convcore.conv1d_backward,
     2: convcore.conv2d_backward,
     3: convcore.conv3d_backward,
 }
+ALL = ("conv", "conv_backward", "im2col", "col2im")
 
 
-@pytest.mark.parametrize("case", ND_CASES, ids=lambda c: c.id)
-def test_nd_conv_forward_backward(case, backend, ns, dtype, assert_close):
-    backend.require("conv", "conv_backward", ns=ns, dtype=dtype, nd=case.nd)
+@pytest.fixture
+def fresh_registry():
+    """Backends registered by a test are dropped afterwards."""
+    reload_registry()
+    yield get_registry()
+    reload_registry()
+
+
+def _numpy_kernels_as(name, **declaration):
+    """The numpy backend's kernels under another name, declaring ``declaration``."""
+    kernels = get_registry().kernels("numpy")
+    return BackendSpec(
+        name=name, load=lambda: kernels, ops=ALL_OPS, namespaces={"numpy"}, **declaration
+    )
+
+
+# ---------------------------------------------------------------- 1-D and 3-D
+
+
+def _check_conv(case, backend, ns, dtype, assert_close):
     x, w, b, g = case.arrays(dtype)
     kw = {**case.kw, "groups": case.groups, "backend": backend.name}
     y = CONV[case.nd](ns.asarray(x), ns.asarray(w), ns.asarray(b), **kw)
     assert ns.is_native(y)
-    assert_close(ns.to_numpy(y), ref_conv(x, w, b, case.stride, case.pad, case.dil, case.groups))
+    assert_close(ns.to_numpy(y), case.conv(x, w, b))
     y_generic = convcore.conv(ns.asarray(x), ns.asarray(w), ns.asarray(b), **kw)
     assert_close(ns.to_numpy(y_generic), ns.to_numpy(y))
     got = CONV_BACKWARD[case.nd](ns.asarray(g), ns.asarray(x), ns.asarray(w), **kw)
-    want = ref_conv_backward(g, x, w, case.stride, case.pad, case.dil, case.groups)
-    for name, a, e in zip(("dx", "dw", "db"), got, want):
+    for name, a, e in zip(("dx", "dw", "db"), got, case.conv_backward(g, x, w)):
         assert ns.is_native(a), name
         assert_close(ns.to_numpy(a), e, dtype=dtype, err_msg=name)
 
 
-@pytest.mark.parametrize("case", ND_CASES, ids=lambda c: c.id)
-def test_nd_im2col_col2im(case, backend, ns, dtype, assert_close):
-    backend.require("im2col", "col2im", ns=ns, dtype=dtype, nd=case.nd)
+@cases_of_rank(1)
+@pytest.mark.declares("conv", "conv_backward", nd=1)
+def test_1d_conv_forward_backward(case, backend, ns, dtype, assert_close):
+    _check_conv(case, backend, ns, dtype, assert_close)
+
+
+@cases_of_rank(3)
+@pytest.mark.declares("conv", "conv_backward", nd=3)
+def test_3d_conv_forward_backward(case, backend, ns, dtype, assert_close):
+    _check_conv(case, backend, ns, dtype, assert_close)
+
+
+def _check_im2col_col2im(case, backend, ns, dtype, assert_close):
     x, *_ = case.arrays(dtype)
     kw = {**case.kw, "backend": backend.name}
     cols = convcore.im2col(ns.asarray(x), case.kernel, **kw)
-    want = ref_im2col(x, case.kernel, case.stride, case.pad, case.dil)
+    want = case.im2col(x)
     assert_close(ns.to_numpy(cols), want)
     back = convcore.col2im(ns.asarray(want), case.size, case.kernel, **kw)
-    assert_close(
-        ns.to_numpy(back), ref_col2im(want, case.size, case.kernel, case.stride, case.pad, case.dil)
-    )
+    assert_close(ns.to_numpy(back), case.col2im(want))
+
+
+@cases_of_rank(1)
+@pytest.mark.declares("im2col", "col2im", nd=1)
+def test_1d_im2col_col2im(case, backend, ns, dtype, assert_close):
+    _check_im2col_col2im(case, backend, ns, dtype, assert_close)
+
+
+@cases_of_rank(3)
+@pytest.mark.declares("im2col", "col2im", nd=3)
+def test_3d_im2col_col2im(case, backend, ns, dtype, assert_close):
+    _check_im2col_col2im(case, backend, ns, dtype, assert_close)
 
 
 @pytest.mark.parametrize("nd", [1, 3])
 def test_nd_against_torch(nd, assert_close):
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     fn = {1: torch.nn.functional.conv1d, 3: torch.nn.functional.conv3d}[nd]
+    checked = 0
     for case in (c for c in ND_CASES if c.nd == nd):
         sym = all(case.pad[2 * i] == case.pad[2 * i + 1] for i in range(nd))
         if not sym:
@@ -222,19 +186,22 @@ def test_nd_against_torch(nd, assert_close):
         ).numpy()
         got = convcore.conv(x, w, b, **case.kw, groups=case.groups)
         assert_close(got, want, err_msg=case.id)
+        checked += 1
+    assert checked >= 3
 
 
-def test_undeclared_rank_is_a_capability_error_and_auto_passes_over_it(backend):
-    """Every backend that does not declare 3-D refuses it by name; auto never picks it."""
-    dims = backend.info.spatial_dims
-    if dims is None or 3 in dims:
-        pytest.skip(f"backend {backend.name!r} declares 3-D kernels")
-    if backend.info.namespaces is not None and "numpy" not in backend.info.namespaces:
-        pytest.skip(f"backend {backend.name!r} does not take NumPy arrays")
+def test_undeclared_rank_is_a_capability_error_and_auto_passes_over_it(fresh_registry):
+    """A backend that does not declare 3-D refuses it by name; auto passes over it for 3-D.
+
+    The backend (the numpy kernels declaring 2-D only, at the highest priority) is
+    auto's choice for 2-D, so passing over it for 3-D is the declaration at work.
+    """
+    fresh_registry.register(_numpy_kernels_as("flat_only", spatial_dims={2}, priority=1000))
     x, w = np.ones((1, 1, 3, 3, 3)), np.ones((1, 1, 2, 2, 2))
     with pytest.raises(BackendCapabilityError, match="3 spatial axes"):
-        convcore.conv3d(x, w, backend=backend.name)
-    assert convcore.resolve_backend("conv", x) != backend.name
+        convcore.conv3d(x, w, backend="flat_only")
+    assert convcore.resolve_backend("conv", x[:, :, 0]) == "flat_only"
+    assert convcore.resolve_backend("conv", x) != "flat_only"
     assert float(convcore.conv3d(x, w)[0, 0, 0, 0, 0]) == 8.0
 
 
@@ -253,14 +220,12 @@ def test_rank_mismatch_errors():
 
 # -------------------------------------------------------------------- layouts
 
-LAYOUTS = [
-    # (nd, layout, permutation from channels-first to the layout)
-    (1, "NWC", (0, 2, 1)),
-    (2, "NHWC", (0, 2, 3, 1)),
-    (2, "channels_last", (0, 2, 3, 1)),
-    (2, "HWCN", (2, 3, 1, 0)),
-    (3, "NDHWC", (0, 2, 3, 4, 1)),
-]
+LAYOUTS = {
+    # nd: [(layout, permutation from channels-first to the layout)]
+    1: [("NWC", (0, 2, 1))],
+    2: [("NHWC", (0, 2, 3, 1)), ("channels_last", (0, 2, 3, 1)), ("HWCN", (2, 3, 1, 0))],
+    3: [("NDHWC", (0, 2, 3, 4, 1))],
+}
 LAYOUT_CASE = {
     1: ND_CASES[1],
     2: NdCase("2d", 2, 3, (6, 5), 4, (3, 2), (2, 1), (1, 0, 1, 1), (1, 2), groups=1),
@@ -268,9 +233,13 @@ LAYOUT_CASE = {
 }
 
 
-@pytest.mark.parametrize(("nd", "layout", "perm"), LAYOUTS, ids=[lay[1] for lay in LAYOUTS])
-def test_layouts(nd, layout, perm, backend, ns, dtype, assert_close):
-    backend.require("conv", "conv_backward", "im2col", "col2im", ns=ns, dtype=dtype, nd=nd)
+def layouts_of_rank(nd):
+    return pytest.mark.parametrize(
+        ("layout", "perm"), LAYOUTS[nd], ids=[layout for layout, _ in LAYOUTS[nd]]
+    )
+
+
+def _check_layout(nd, layout, perm, backend, ns, dtype, assert_close):
     case = LAYOUT_CASE[nd]
     x, w, b, g = case.arrays(dtype)
     inverse = tuple(np.argsort(perm))
@@ -279,23 +248,39 @@ def test_layouts(nd, layout, perm, backend, ns, dtype, assert_close):
     x_in, g_in = ns.asarray(xl), ns.asarray(gl)
 
     y = ns.to_numpy(convcore.conv(x_in, ns.asarray(w), ns.asarray(b), **kw))
-    want = ref_conv(x, w, b, case.stride, case.pad, case.dil, case.groups)
-    assert_close(y, want.transpose(perm), dtype=dtype)
+    assert_close(y, case.conv(x, w, b).transpose(perm), dtype=dtype)
 
     dx, dw, db = convcore.conv_backward(g_in, x_in, ns.asarray(w), **kw)
-    rdx, rdw, rdb = ref_conv_backward(g, x, w, case.stride, case.pad, case.dil, case.groups)
+    rdx, rdw, rdb = case.conv_backward(g, x, w)
     assert_close(ns.to_numpy(dx), rdx.transpose(perm), dtype=dtype)
     assert_close(ns.to_numpy(dw), rdw, dtype=dtype)
     assert_close(ns.to_numpy(db), rdb, dtype=dtype)
 
     kw.pop("groups")
     cols = ns.to_numpy(convcore.im2col(x_in, case.kernel, **kw))
-    assert_close(cols, ref_im2col(x, case.kernel, case.stride, case.pad, case.dil))
+    assert_close(cols, case.im2col(x))
     img = ns.to_numpy(convcore.col2im(ns.asarray(cols), case.size, case.kernel, **kw))
-    rimg = ref_col2im(cols, case.size, case.kernel, case.stride, case.pad, case.dil)
-    assert_close(img, rimg.transpose(perm))
+    assert_close(img, case.col2im(cols).transpose(perm))
     assert img.transpose(inverse).shape == x.shape
     np.testing.assert_array_equal(ns.to_numpy(x_in), xl)  # inputs are not modified
+
+
+@layouts_of_rank(1)
+@pytest.mark.declares(*ALL, nd=1)
+def test_1d_layouts(layout, perm, backend, ns, dtype, assert_close):
+    _check_layout(1, layout, perm, backend, ns, dtype, assert_close)
+
+
+@layouts_of_rank(2)
+@pytest.mark.declares(*ALL, nd=2)
+def test_2d_layouts(layout, perm, backend, ns, dtype, assert_close):
+    _check_layout(2, layout, perm, backend, ns, dtype, assert_close)
+
+
+@layouts_of_rank(3)
+@pytest.mark.declares(*ALL, nd=3)
+def test_3d_layouts(layout, perm, backend, ns, dtype, assert_close):
+    _check_layout(3, layout, perm, backend, ns, dtype, assert_close)
 
 
 @pytest.mark.parametrize(
@@ -347,66 +332,65 @@ def test_numpy_backend_reads_a_channels_last_view_without_copying_it(monkeypatch
 
 # ------------------------------------------------------------- half precision
 
-HALF_TOL = {"float16": 2e-3, "bfloat16": 1.6e-2}  # a few units of the final rounding
+HALF_CASES = {1: ND_CASES[1], 2: LAYOUT_CASE[2], 3: ND_CASES[6]}
+#: The namespaces the suite has float16 arrays of; bfloat16 is on torch tensors only.
+FLOAT16_NAMESPACES = ("numpy", "torch", "dask")
 
 
-def _half(ns, name):
-    if name == "float16":
-        if ns.name not in ("numpy", "torch", "dask"):
-            pytest.skip(f"{ns.name} has no float16 in this suite")
-        return np.float16
-    if ns.name != "torch":
-        pytest.skip("bfloat16 is tested on torch tensors (NumPy has none)")
-    return None
-
-
-def _to_half(ns, a, name):
-    if name == "bfloat16":
-        import torch
-
-        return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
-    return ns.asarray(a.astype(np.float16))
-
-
-def _from_half(ns, a):
-    if hasattr(a, "float"):  # torch
-        return a.float().numpy().astype(np.float64)
-    return ns.to_numpy(a).astype(np.float64)
-
-
-@pytest.mark.parametrize("half", ["float16", "bfloat16"])
-@pytest.mark.parametrize("case", [ND_CASES[1], LAYOUT_CASE[2], ND_CASES[6]], ids=lambda c: c.id)
-def test_half_precision_accumulates_in_float32(case, half, backend, ns):
-    _half(ns, half)
-    backend.require("conv", "conv_backward", "im2col", "col2im", ns=ns, dtype=half, nd=case.nd)
+def _check_half(nd, backend, ns, dtype):
+    case = HALF_CASES[nd]
+    half = getattr(dtype, "name", dtype)
     x, w, b, g = case.arrays(np.float32)
-    hx, hw, hb, hg = (_to_half(ns, a, half) for a in (x, w, b, g))
+    hx, hw, hb, hg = (half_array(ns, a, half) for a in (x, w, b, g))
     # the oracle sees exactly the rounded inputs
-    rx, rw, rb, rg = (_from_half(ns, a) for a in (hx, hw, hb, hg))
+    rx, rw, rb, rg = (half_to_float64(ns, a) for a in (hx, hw, hb, hg))
     kw = {**case.kw, "groups": case.groups, "backend": backend.name}
     tol = HALF_TOL[half]
 
     def check(got, want, what):
         assert str(got.dtype).endswith(half), (what, got.dtype)
-        got = _from_half(ns, got)
+        got = half_to_float64(ns, got)
         scale = max(1.0, float(np.max(np.abs(want))))
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=what)
 
-    check(
-        convcore.conv(hx, hw, hb, **kw),
-        ref_conv(rx, rw, rb, case.stride, case.pad, case.dil, case.groups),
-        "y",
-    )
+    check(convcore.conv(hx, hw, hb, **kw), case.conv(rx, rw, rb), "y")
     got = convcore.conv_backward(hg, hx, hw, **kw)
-    want = ref_conv_backward(rg, rx, rw, case.stride, case.pad, case.dil, case.groups)
-    for name, a, e in zip(("dx", "dw", "db"), got, want):
+    for name, a, e in zip(("dx", "dw", "db"), got, case.conv_backward(rg, rx, rw)):
         check(a, e, name)
     kw.pop("groups")
     cols = convcore.im2col(hx, case.kernel, **kw)
     # im2col moves data: exact
-    np.testing.assert_array_equal(
-        _from_half(ns, cols), ref_im2col(rx, case.kernel, case.stride, case.pad, case.dil)
-    )
+    np.testing.assert_array_equal(half_to_float64(ns, cols), case.im2col(rx))
+
+
+@pytest.mark.declares(*ALL, nd=1, dtypes=["float16"], namespaces=FLOAT16_NAMESPACES)
+def test_1d_float16_accumulates_in_float32(backend, ns, dtype):
+    _check_half(1, backend, ns, dtype)
+
+
+@pytest.mark.declares(*ALL, nd=2, dtypes=["float16"], namespaces=FLOAT16_NAMESPACES)
+def test_2d_float16_accumulates_in_float32(backend, ns, dtype):
+    _check_half(2, backend, ns, dtype)
+
+
+@pytest.mark.declares(*ALL, nd=3, dtypes=["float16"], namespaces=FLOAT16_NAMESPACES)
+def test_3d_float16_accumulates_in_float32(backend, ns, dtype):
+    _check_half(3, backend, ns, dtype)
+
+
+@pytest.mark.declares(*ALL, nd=1, dtypes=["bfloat16"], namespaces=["torch"])
+def test_1d_bfloat16_accumulates_in_float32(backend, ns, dtype):
+    _check_half(1, backend, ns, dtype)
+
+
+@pytest.mark.declares(*ALL, nd=2, dtypes=["bfloat16"], namespaces=["torch"])
+def test_2d_bfloat16_accumulates_in_float32(backend, ns, dtype):
+    _check_half(2, backend, ns, dtype)
+
+
+@pytest.mark.declares(*ALL, nd=3, dtypes=["bfloat16"], namespaces=["torch"])
+def test_3d_bfloat16_accumulates_in_float32(backend, ns, dtype):
+    _check_half(3, backend, ns, dtype)
 
 
 def test_half_precision_sums_in_float32_not_float16():
@@ -422,40 +406,49 @@ def test_half_precision_sums_in_float32_not_float16():
 
 # -------------------------------------------------------------------- integers
 
-INTS = [np.int8, np.int32, np.int64, np.uint8, np.uint16]
+INTS = ["int8", "int32", "int64", "uint8", "uint16"]
 
 
-@pytest.mark.parametrize("int_dtype", INTS, ids=lambda d: np.dtype(d).name)
-def test_integer_im2col_col2im(int_dtype, backend, ns):
+def _check_integers(backend, ns, dtype):
     case = LAYOUT_CASE[2]
-    if ns.name == "torch" and np.dtype(int_dtype).name == "uint16":
-        pytest.skip("torch has limited uint16 support")
-    backend.require("im2col", "col2im", ns=ns, dtype=int_dtype)
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 50, (case.n, case.c, *case.size)).astype(int_dtype)
+    x = rng.integers(0, 50, (case.n, case.c, *case.size)).astype(dtype)
     kw = {**case.kw, "backend": backend.name}
     cols = convcore.im2col(ns.asarray(x), case.kernel, **kw)
-    want = ref_im2col(x, case.kernel, case.stride, case.pad, case.dil)
+    want = case.im2col(x)
     got = ns.to_numpy(cols)
-    assert got.dtype == np.dtype(int_dtype)
+    assert got.dtype == dtype
     np.testing.assert_array_equal(got, want)
     img = ns.to_numpy(convcore.col2im(ns.asarray(want), case.size, case.kernel, **kw))
-    assert img.dtype == np.dtype(int_dtype)
-    np.testing.assert_array_equal(
-        img, ref_col2im(want, case.size, case.kernel, case.stride, case.pad, case.dil)
-    )
+    assert img.dtype == dtype
+    np.testing.assert_array_equal(img, col2im_in_dtype(want, case.size, case.kernel, **case.kw))
 
 
-def test_integer_im2col_where_undeclared_is_a_capability_error(backend):
-    info = backend.info
-    if info.namespaces is not None and "numpy" not in info.namespaces:
-        pytest.skip(f"backend {backend.name!r} does not take NumPy arrays")
-    if "int32" in (info.op_dtypes or {}).get("im2col", info.dtypes):
-        pytest.skip(f"backend {backend.name!r} declares integer im2col")
+@pytest.mark.declares("im2col", "col2im", nd=2, dtypes=[d for d in INTS if d != "uint16"])
+def test_integer_im2col_col2im(backend, ns, dtype):
+    _check_integers(backend, ns, dtype)
+
+
+@pytest.mark.declares(
+    "im2col",
+    "col2im",
+    nd=2,
+    dtypes=["uint16"],
+    namespaces=["numpy", "array_api_strict", "dask", "cupy"],  # torch's uint16 is limited
+)
+def test_uint16_im2col_col2im(backend, ns, dtype):
+    _check_integers(backend, ns, dtype)
+
+
+def test_integer_im2col_where_undeclared_is_a_capability_error(fresh_registry):
+    """A backend declaring float im2col only refuses int32 by name; auto passes over it."""
+    fresh_registry.register(_numpy_kernels_as("floats_only", priority=1000))
     x = np.arange(16, dtype=np.int32).reshape(1, 1, 4, 4)
     with pytest.raises(BackendCapabilityError, match="int32"):
-        convcore.im2col(x, 2, backend=backend.name)
-    assert convcore.resolve_backend("im2col", x) != backend.name
+        convcore.im2col(x, 2, backend="floats_only")
+    assert convcore.resolve_backend("im2col", x.astype(np.float64)) == "floats_only"
+    assert convcore.resolve_backend("im2col", x) != "floats_only"
+    np.testing.assert_array_equal(convcore.im2col(x, 4)[0, :, 0], np.arange(16))
 
 
 def test_convolution_of_integers_is_a_clear_error():

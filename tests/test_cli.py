@@ -3,8 +3,10 @@
 Commands run in-process through click's ``CliRunner`` (the registry is the
 process one; broken backends are registered for a test and the registry is
 reloaded afterwards), and a few in a subprocess, as a user types them.  The
-references of ``convcore check`` are checked here against the independent loop
-oracle of ``tests/reference.py``.
+references of ``convcore check`` are the naive loop oracle ``convcore._naive``
+(checked against PyTorch and hand-computed values in ``tests/test_naive.py``);
+here ``check`` must run every op of every case where a backend declares it, and
+fail where a backend is wrong.
 """
 
 from __future__ import annotations
@@ -14,14 +16,22 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import reference as ref
 from click.testing import CliRunner
 
 import convcore
-from convcore import BackendSpec, _loops
-from convcore._check import CASES, check_fixtures, fixture_files, run_checks
+from convcore import BackendSpec
+from convcore._check import (
+    ALL_CASES,
+    CASES,
+    OPS,
+    POOL_CASES,
+    TRANSPOSE_CASES,
+    PoolCase,
+    check_fixtures,
+    fixture_files,
+    run_checks,
+)
 from convcore._registry import ALL_OPS, get_registry, reload_registry
 from convcore.cli import main
 
@@ -206,19 +216,35 @@ def test_check_passes_on_a_correct_backend(runner):
     assert "checks passed" in result.stdout
 
 
-def _broken_spec(name, *, shift=0.0, crash=False):
-    """The numpy backend's kernels with ``shift`` added to the conv output (or a crash)."""
+def _broken_spec(name, *, shift=0.0, crash=False, op="conv", ops=ALL_OPS, **declaration):
+    """The numpy backend's kernels with ``shift`` added to ``op``'s result (or a crash)."""
     kernels = get_registry().kernels("numpy")
+    original = kernels[op]
 
-    def conv(xp, x, weight, bias, geom, groups):
+    def broken(*args):
         if crash:
             raise RuntimeError("kernel fell over")
-        return kernels["conv"](xp, x, weight, bias, geom, groups) + shift
+        return original(*args) + shift
 
     def load():
-        return {**kernels, "conv": conv}
+        return {**kernels, op: broken}
 
-    return BackendSpec(name=name, load=load, ops=ALL_OPS, namespaces={"numpy"}, priority=-1)
+    return BackendSpec(
+        name=name, load=load, ops=ops, namespaces={"numpy"}, priority=-1, **declaration
+    )
+
+
+#: Checks per case: im2col, col2im, conv, dx, dw, db; max_pool output and indices,
+#: max_pool_backward, avg_pool, avg_pool_backward; conv_transpose, dx, dw, db.
+PER_CASE = {"conv": 6, "pool": 5, "transpose": 4}
+
+
+def _expected_checks(conv=CASES, pool=POOL_CASES, transpose=TRANSPOSE_CASES):
+    return (
+        PER_CASE["conv"] * len(conv)
+        + PER_CASE["pool"] * len(pool)
+        + PER_CASE["transpose"] * len(transpose)
+    )
 
 
 def test_check_fails_on_a_wrong_backend_and_names_the_worst_error(runner, fresh_registry):
@@ -243,8 +269,86 @@ def test_check_reports_a_crashing_kernel_as_a_failure(runner, fresh_registry):
 def test_check_outcomes_cover_every_case_and_op():
     infos = [i for i in convcore.available_backends() if i.name == "numpy"]
     (out,) = run_checks(infos, dtypes=["float64"])
-    assert out.ok and out.skipped is None
-    assert out.checks == 6 * len(CASES)  # im2col, col2im, conv2d, dx, dw, db per case
+    assert out.ok and out.skipped is None and out.note is None
+    assert out.checks == _expected_checks()
+    assert set(OPS) == {op for case in ALL_CASES for op in case.ops}
+
+
+def test_check_cases_cover_ranks_layouts_and_options():
+    for cases in (CASES, POOL_CASES, TRANSPOSE_CASES):
+        assert {c.nd for c in cases} == {1, 2, 3}
+        assert any(c.layout == "channels_last" for c in cases)
+    assert {c.ceil_mode for c in POOL_CASES} == {False, True, "cover_all"}
+    assert {c.count_include_pad for c in POOL_CASES} == {False, True}
+    assert any(c.divisor_override for c in POOL_CASES)
+    assert any(d > 1 for c in POOL_CASES for d in c.dilation)
+    assert any(c.groups > 1 for c in TRANSPOSE_CASES)
+    assert all(any(c.output_padding) for c in TRANSPOSE_CASES)
+    assert any(d > 1 for c in TRANSPOSE_CASES for d in c.dilation)
+
+
+@pytest.mark.parametrize(
+    ("op", "wrong"),
+    [
+        ("im2col", ["max_pool", "avg_pool", "conv_transpose_backward dw"]),
+        ("col2im", ["max_pool_backward", "avg_pool_backward", "conv_transpose"]),
+        ("conv", ["conv_transpose_backward dx"]),
+    ],
+)
+def test_check_finds_a_wrong_kernel_in_pooling_and_transposed_convolution(
+    fresh_registry, op, wrong
+):
+    fresh_registry.register(_broken_spec("off_by_a_bit", shift=1e-3, op=op, spatial_dims={1, 2, 3}))
+    (out,) = run_checks([fresh_registry.info("off_by_a_bit")], dtypes=["float64"])
+    assert out.checks == _expected_checks()
+    for name in wrong:
+        for case in (*POOL_CASES, *TRANSPOSE_CASES):
+            if any(name.split()[0] == o for o in case.ops):
+                assert any(line.startswith(f"{case.name} {name}:") for line in out.failures), (
+                    case.name,
+                    name,
+                    out.failures,
+                )
+    assert not any("indices" in line for line in out.failures)  # a shift keeps the argmax
+
+
+def test_check_compares_the_max_pool_indices(fresh_registry):
+    """An im2col with the taps of each window reversed: the maxima stay, the indices move."""
+    kernels = get_registry().kernels("numpy")
+
+    def reversed_taps(xp, x, geom):
+        cols = kernels["im2col"](xp, x, geom)
+        n, rows, length = cols.shape
+        k = geom.kernel_numel
+        return cols.reshape(n, rows // k, k, length)[:, :, ::-1].reshape(n, rows, length)
+
+    fresh_registry.register(
+        BackendSpec(
+            name="reversed",
+            load=lambda: {**kernels, "im2col": reversed_taps},
+            ops=ALL_OPS,
+            namespaces={"numpy"},
+            spatial_dims={1, 2, 3},
+        )
+    )
+    # no padding and no ceil overhang: every tap reads an input cell, so only the order moves
+    case = PoolCase("unpadded", 2, 3, (6, 8), (2, 3), (2, 2), (0, 0, 0, 0), (1, 1))
+    (out,) = run_checks([fresh_registry.info("reversed")], cases=[case], dtypes=["float64"])
+    failed = {line.split(":")[0] for line in out.failures}
+    assert failed == {"unpadded max_pool indices", "unpadded max_pool_backward"}, out.failures
+
+
+def test_check_runs_only_the_ops_a_backend_declares(fresh_registry):
+    """Without col2im: no col2im, pooling gradients or transposed convolution forward."""
+    fresh_registry.register(
+        _broken_spec("no_col2im", ops={"conv", "conv_backward", "im2col"}, spatial_dims={1, 2, 3})
+    )
+    (out,) = run_checks([fresh_registry.info("no_col2im")], dtypes=["float64"])
+    assert out.ok, out.failures
+    # im2col, conv, dx, dw, db; max_pool output and indices, avg_pool; transposed dx, dw, db
+    assert out.checks == 5 * len(CASES) + 3 * len(POOL_CASES) + 3 * len(TRANSPOSE_CASES)
+    assert "col2im, max_pool_backward, avg_pool_backward, conv_transpose left out" in out.note
+    assert "cases left out" not in out.note
 
 
 def test_fixture_check_uses_every_installed_fixture():
@@ -261,37 +365,6 @@ def test_fixture_check_fails_on_a_wrong_adapter_result(fresh_registry):
     out = check_fixtures("off_by_a_bit")
     assert not out.ok
     assert any("forward_propagation" in line for line in out.failures)
-
-
-# ------------------------------------------------------------- check's references
-
-
-@pytest.mark.parametrize("case", ref.CASES, ids=lambda c: c.id)
-def test_check_loop_references_match_the_test_oracle(case):
-    x, w, b, g, cols = ref.case_inputs(case, np.float64)
-    stride = ref.pair(case.stride)
-    dil = ref.pair(case.dilation)
-    pad = case.padding4
-    np.testing.assert_allclose(
-        _loops.im2col_loops(x, case.kernel, stride, pad, dil),
-        ref.im2col_ref_loops(x, case.kernel, stride, pad, dil),
-        rtol=1e-12,
-        atol=1e-12,
-    )
-    want_y = ref.conv2d_ref(x, w, b, stride, pad, dil, case.groups)
-    got_y = _loops.conv2d_forward_loops(x, w, b, stride, pad, dil, case.groups)
-    np.testing.assert_allclose(got_y, want_y, rtol=1e-10, atol=1e-12)
-    for got, want in zip(
-        _loops.conv2d_backward_loops(g, x, w, stride, pad, dil, case.groups),
-        ref.conv2d_backward_ref(g, x, w, stride, pad, dil, case.groups),
-    ):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(
-        _loops.col2im_loops(cols, (case.H, case.W), case.kernel, stride, pad, dil),
-        ref.col2im_ref_loops(cols, (case.H, case.W), case.kernel, stride, pad, dil),
-        rtol=1e-12,
-        atol=1e-12,
-    )
 
 
 # --------------------------------------------------------------------------- bench
@@ -461,9 +534,11 @@ def test_check_leaves_out_ranks_a_backend_does_not_declare(fresh_registry):
         )  # spatial_dims defaults to {2}: 1-D runs as 2-D, 3-D is not declared
     )
     (out,) = run_checks([fresh_registry.info("flat_only")], dtypes=["float64"])
-    three_d = [c for c in CASES if c.nd == 3]
-    assert three_d and out.ok
-    assert out.checks == 6 * (len(CASES) - len(three_d))
-    assert "3-D cases left out" in out.note
-    assert {c.nd for c in CASES} == {1, 2, 3}
-    assert any(c.layout == "channels_last" for c in CASES)
+
+    def flat(cases):
+        return [c for c in cases if c.nd != 3]
+
+    assert out.ok, out.failures
+    assert out.checks == _expected_checks(flat(CASES), flat(POOL_CASES), flat(TRANSPOSE_CASES))
+    assert out.checks < _expected_checks()
+    assert out.note == "3-D cases left out: not declared by the backend"

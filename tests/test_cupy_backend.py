@@ -8,7 +8,7 @@ Without a GPU (what runs everywhere):
 * the CUDA kernels themselves run on the CPU: the ``.cu`` file is compiled as
   C++ with the CUDA built-ins defined as plain variables and the grid run as
   loops, and the results are checked against the naive loop oracle
-  (``tests/reference.py``) for every case, dtype, index type and column layout;
+  (``tests/naive.py``) for every case, dtype, index type and column layout;
 * availability reporting: the backend's reason on this machine, and, with fake
   ``cupy`` packages in a subprocess, every other reason (not installed, broken
   import, no device, NVRTC missing);
@@ -41,13 +41,9 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from cases import CASES, case_inputs
+from cases import expected as _oracle  # the naive oracle's results, shared with test_parity
 from convcore_cupy import _source
-from reference import (
-    CASES,
-    case_inputs,
-    im2col_ref_loops,
-    oracle_results,
-)
 
 import convcore
 from convcore.geometry import ConvGeometry, conv_geometry
@@ -83,9 +79,6 @@ def _geometry(case) -> ConvGeometry:
         padding=case.padding,
         dilation=case.dilation,
     )
-
-
-_oracle = oracle_results  # shared with test_parity.py
 
 
 def _assert_half_close(actual, expected, *, rtol=2e-3, err_msg=""):
@@ -434,17 +427,18 @@ def test_host_im2col_matches_oracle(case, dtype, host_kernels):
     x = case_inputs(case, np.dtype(dtype))[0]
     n, c = x.shape[:2]
     ck, L = c * geom.kernel_numel, geom.output_numel
-    expected = im2col_ref_loops(x, case.kernel, **case.ref_kwargs()).astype(dtype)
+    want = _oracle(case, dtype)["im2col"]
+    assert want.dtype == x.dtype
     for launch in LAUNCHES:
         # The public result (N, C*K, L).
         cols = np.full((n, ck, L), np.nan, dtype)
         _run_host(host_kernels, "convcore_im2col", x, cols, geom, (ck * L, L), **launch)
-        np.testing.assert_array_equal(cols, expected, err_msg=f"public layout, {launch}")
+        np.testing.assert_array_equal(cols, want, err_msg=f"public layout, {launch}")
         # The GEMM workspace of a batch chunk: (C*K, n*L).
         work = np.full((ck, n * L), np.nan, dtype)
         _run_host(host_kernels, "convcore_im2col", x, work, geom, (L, n * L), **launch)
         np.testing.assert_array_equal(
-            work.reshape(ck, n, L).transpose(1, 0, 2), expected, err_msg=f"workspace, {launch}"
+            work.reshape(ck, n, L).transpose(1, 0, 2), want, err_msg=f"workspace, {launch}"
         )
 
 

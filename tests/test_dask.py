@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from expected_backend import auto_for_numpy
+from helpers import auto_for_numpy
 
 import convcore
 from convcore import cli as cli_module

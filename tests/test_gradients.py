@@ -49,12 +49,12 @@ def numeric_gradient(loss, arr):
 @pytest.mark.parametrize(
     ("x_shape", "w_shape", "opts"), [g[1:] for g in GEOMETRIES], ids=[g[0] for g in GEOMETRIES]
 )
-def test_backward_matches_finite_differences(x_shape, w_shape, opts, backend, np_ns):
-    backend.require("conv", "conv_backward", ns=np_ns, dtype=np.float64)
+@pytest.mark.declares("conv", "conv_backward", nd=2, dtypes=["float64"])
+def test_backward_matches_finite_differences(x_shape, w_shape, opts, backend, np_ns, dtype):
     rng = np.random.default_rng(7)
-    x = rng.standard_normal(x_shape)
-    w = rng.standard_normal(w_shape)
-    b = rng.standard_normal(w_shape[0])
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
     kw = dict(backend=backend.name, **opts)
     g = rng.standard_normal(convcore.conv2d(x, w, b, **kw).shape)
 

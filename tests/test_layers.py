@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference import conv2d_backward_ref, conv2d_ref
+from cases import expected_conv, expected_conv_backward
 
 import convcore
 from convcore import _registry as registry_module
@@ -34,36 +34,13 @@ def _arrays(groups=1, seed=0, n=3):
     return x, w, b
 
 
-def _ref_padding(options, x, w):
-    from reference import resolve_padding
-
-    return resolve_padding(
-        options.get("padding", 0),
-        x.shape[2:],
-        w.shape[2:],
-        options.get("stride", 1),
-        options.get("dilation", 1),
-    )
-
-
-def _ref_options(options, x, w):
-    return {
-        "stride": options.get("stride", 1),
-        "padding": _ref_padding(options, x, w),
-        "dilation": options.get("dilation", 1),
-        "groups": options.get("groups", 1),
-    }
-
-
 @pytest.mark.parametrize("options", OPTIONS)
 def test_forward_equals_conv2d_and_reference(options):
     x, w, b = _arrays(options.get("groups", 1))
     layer = convcore.Conv2D(w, b, **options)
     y = layer.forward(x)
     np.testing.assert_array_equal(y, convcore.conv2d(x, w, b, **options))
-    np.testing.assert_allclose(
-        y, conv2d_ref(x, w, b, **_ref_options(options, x, w)), rtol=1e-12, atol=1e-12
-    )
+    np.testing.assert_allclose(y, expected_conv(x, w, b, **options), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(layer(x), y)  # __call__ is forward
 
 
@@ -78,7 +55,7 @@ def test_backward_equals_conv2d_backward_and_reference(options):
     np.testing.assert_array_equal(dx, fdx)
     np.testing.assert_array_equal(dw, fdw)
     np.testing.assert_array_equal(db, fdb)
-    rdx, rdw, rdb = conv2d_backward_ref(g, x, w, **_ref_options(options, x, w))
+    rdx, rdw, rdb = expected_conv_backward(g, x, w, **options)
     np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dw, rdw, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(db, rdb, rtol=1e-10, atol=1e-10)
@@ -89,10 +66,10 @@ def test_backward_without_bias():
     x, w, _ = _arrays()
     layer = convcore.Conv2D(w)
     y = layer.forward(x)
-    np.testing.assert_allclose(y, conv2d_ref(x, w), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected_conv(x, w), rtol=1e-12, atol=1e-12)
     g = np.ones_like(y)
     dx, dw, _ = layer.backward(g)
-    rdx, rdw, _ = conv2d_backward_ref(g, x, w)
+    rdx, rdw, _ = expected_conv_backward(g, x, w)
     np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dw, rdw, rtol=1e-10, atol=1e-10)
 
@@ -124,7 +101,7 @@ def test_layer_caches_its_input_and_a_second_forward_replaces_it():
     g = np.random.default_rng(2).standard_normal(y2.shape)
     dx, dw, db = layer.backward(g)
     assert dx.shape == x2.shape
-    rdx, rdw, rdb = conv2d_backward_ref(g, x2, w, padding=(1, 1, 1, 1))
+    rdx, rdw, rdb = expected_conv_backward(g, x2, w, padding=(1, 1, 1, 1))
     np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dw, rdw, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(db, rdb, rtol=1e-10, atol=1e-10)
@@ -161,8 +138,10 @@ def test_layer_backend_keyword(backend, monkeypatch):
         y = layer.forward(x)
         dx, dw, db = layer.backward(np.ones_like(y))
     assert calls == ["conv", "conv_backward"]
-    np.testing.assert_allclose(y, conv2d_ref(x, w, b, stride=2, groups=2), rtol=1e-12, atol=1e-12)
-    rdx, rdw, rdb = conv2d_backward_ref(np.ones_like(y), x, w, stride=2, groups=2)
+    np.testing.assert_allclose(
+        y, expected_conv(x, w, b, stride=2, groups=2), rtol=1e-12, atol=1e-12
+    )
+    rdx, rdw, rdb = expected_conv_backward(np.ones_like(y), x, w, stride=2, groups=2)
     np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dw, rdw, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(db, rdb, rtol=1e-10, atol=1e-10)
@@ -182,4 +161,6 @@ def test_layer_float32():
     assert y.dtype == np.float32
     dx, dw, db = layer.backward(np.ones_like(y))
     assert dx.dtype == dw.dtype == db.dtype == np.float32
-    np.testing.assert_allclose(y, conv2d_ref(x, w, b, padding=(1, 1, 1, 1)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        y, expected_conv(x, w, b, padding=(1, 1, 1, 1)), rtol=1e-4, atol=1e-4
+    )

@@ -9,8 +9,8 @@
   1e-4, atol 1e-5 times the largest expected magnitude (``conftest.TOLERANCES``).
 * Every array namespace through the adapter (no NumPy-only calls).
 * ``im2col_back_ref`` is the exact adjoint of ``im2col_ref``.
-* The adapter against independent loops: ``tests/reference.py`` for the
-  convolution, and direct MATLAB-order loops written here for the columns.
+* The adapter against independent loops: the naive oracle (``tests/naive.py``) for
+  the convolution, and direct MATLAB-order loops written here for the columns.
 * Live, when ``octave-cli`` is on PATH: fresh random cases through the ``.m``
   files, the committed fixtures regenerated and compared, and
   ``show_seed_bugs.m`` (the seed's literal code next to the fixed code).
@@ -27,11 +27,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import naive
 import numpy as np
 import pytest
+from cases import CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import CASES, conv2d_backward_ref, conv2d_ref
 
 import convcore
 from convcore import matlab
@@ -150,8 +151,8 @@ def test_seed_alexnet_shapes():
 
 
 @fixture_params
+@pytest.mark.declares("im2col", nd=2)
 def test_fixture_im2col_ref(path, backend, np_ns, dtype, assert_close):
-    backend.require("im2col", ns=np_ns, dtype=dtype)
     ref = load_ref(path)
     _H, _W, _C, N, HH, WW, _F = ref.sizes
     for n in range(N):
@@ -164,8 +165,8 @@ def test_fixture_im2col_ref(path, backend, np_ns, dtype, assert_close):
 
 
 @fixture_params
+@pytest.mark.declares("col2im", nd=2)
 def test_fixture_im2col_back_ref(path, backend, np_ns, dtype, assert_close):
-    backend.require("col2im", ns=np_ns, dtype=dtype)
     ref = load_ref(path)
     H, W, C, N, HH, WW, _F = ref.sizes
     ho, wo = ref.windows
@@ -186,8 +187,8 @@ def test_fixture_reshape_row_major(path):
 
 
 @fixture_params
+@pytest.mark.declares("conv", nd=2)
 def test_fixture_forward(path, backend, np_ns, dtype, assert_close):
-    backend.require("conv", ns=np_ns, dtype=dtype)
     ref = load_ref(path)
     b = None if ref.b is None else ref.b.astype(dtype)
     y = matlab.forward_propagation(
@@ -198,8 +199,8 @@ def test_fixture_forward(path, backend, np_ns, dtype, assert_close):
 
 
 @fixture_params
+@pytest.mark.declares("conv_backward", nd=2)
 def test_fixture_backward(path, backend, np_ns, dtype, assert_close):
-    backend.require("conv_backward", ns=np_ns, dtype=dtype)
     ref = load_ref(path)
     b = None if ref.b is None else ref.b.astype(dtype)
     g = matlab.backward_propagation(
@@ -218,9 +219,9 @@ def test_fixture_backward(path, backend, np_ns, dtype, assert_close):
 
 
 @pytest.mark.parametrize("name", ["pad_tblr_stride_yx", "pool_ceil_padded", "seed_4x4x3_k2_f1"])
-def test_fixture_every_namespace(name, backend, ns, assert_close):
+@pytest.mark.declares("im2col", "col2im", "conv", "conv_backward", nd=2, dtypes=["float64"])
+def test_fixture_every_namespace(name, backend, ns, dtype, assert_close):
     """The adapter only uses the array API: each namespace in, the same namespace out."""
-    backend.require("im2col", "col2im", "conv", "conv_backward", ns=ns, dtype=np.float64)
     ref = load_ref(MATLAB_REF / "fixtures" / f"{name}.mat")
     H, W, C, _N, HH, WW, _F = ref.sizes
     ho, wo = ref.windows
@@ -325,15 +326,15 @@ def im2col_back_matlab_loops(dcols, ho, wo, stride, kh, kw, C, pad=None, H=None,
     return out
 
 
-# reference.CASES without groups, dilation or "same" padding, in MATLAB form
+# cases.CASES without groups, dilation or "same" padding, in MATLAB form
 ORACLE_CASES = [
     c for c in CASES if c.groups == 1 and c.dilation == 1 and not isinstance(c.padding, str)
 ]
 
 
 @pytest.mark.parametrize("case", ORACLE_CASES, ids=[c.id for c in ORACLE_CASES])
-def test_against_loop_oracle(case, backend, np_ns, assert_close):
-    backend.require("im2col", "col2im", "conv", "conv_backward", ns=np_ns, dtype=np.float64)
+@pytest.mark.declares("im2col", "col2im", "conv", "conv_backward", nd=2, dtypes=["float64"])
+def test_against_loop_oracle(case, backend, np_ns, dtype, assert_close):
     rng = np.random.default_rng(sum(map(ord, case.id)))
     stride = case.stride if isinstance(case.stride, tuple) else (case.stride,) * 2
     pad = list(case.padding4)  # MATLAB [T B L R]
@@ -343,14 +344,15 @@ def test_against_loop_oracle(case, backend, np_ns, assert_close):
     ho, wo = case.out_size
     dout = rng.standard_normal((ho, wo, case.F, case.N))
     kw = {"backend": backend.name}
-    # forward and backward: tests/reference.py in NCHW
+    # forward and backward: the naive oracle in NCHW
     to_nchw, to_matlab = (3, 2, 0, 1), (2, 3, 1, 0)
+    geo = (stride, tuple(pad), (1, 1))
     y = matlab.forward_propagation(x, w, b, list(stride), pad, **kw)
-    want = conv2d_ref(x.transpose(to_nchw), w.transpose(to_nchw), b.ravel(), stride, tuple(pad))
+    want = naive.conv(x.transpose(to_nchw), w.transpose(to_nchw), b.ravel(), *geo, groups=1)
     assert_close(y, want.transpose(to_matlab))
     g = matlab.backward_propagation(dout, x, w, b, list(stride), pad, **kw)
-    dx, dw, db = conv2d_backward_ref(
-        dout.transpose(to_nchw), x.transpose(to_nchw), w.transpose(to_nchw), stride, tuple(pad)
+    dx, dw, db = naive.conv_backward(
+        dout.transpose(to_nchw), x.transpose(to_nchw), w.transpose(to_nchw), *geo, groups=1
     )
     assert_close(g.input, dx.transpose(to_matlab))
     assert_close(g.weight, dw.transpose(to_matlab))
@@ -388,9 +390,9 @@ def window_geometries(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(geom=window_geometries(), seed=st.integers(0, 2**32 - 1))
-def test_im2col_back_ref_is_exact_adjoint(backend, np_ns, geom, seed):
+@pytest.mark.declares("im2col", "col2im", nd=2, dtypes=["float64"])
+def test_im2col_back_ref_is_exact_adjoint(backend, np_ns, dtype, geom, seed):
     """<im2col_ref(z), D'> == <z, im2col_back_ref(D)>, for the image and the covered forms."""
-    backend.require("im2col", "col2im", ns=np_ns, dtype=np.float64)
     H, W, C, kh, kw, stride, pad, is_conv = geom
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((H, W, C))
@@ -640,8 +642,8 @@ def live_cases(tmp_path_factory):
 
 
 @needs_octave
-def test_live_octave_random_cases(live_cases, backend, np_ns, assert_close):
-    backend.require("im2col", "col2im", "conv", "conv_backward", ns=np_ns, dtype=np.float64)
+@pytest.mark.declares("im2col", "col2im", "conv", "conv_backward", nd=2, dtypes=["float64"])
+def test_live_octave_random_cases(live_cases, backend, np_ns, dtype, assert_close):
     seed, refs = live_cases
     kw = {"backend": backend.name}
     assert refs, "no valid random case"

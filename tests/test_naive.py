@@ -19,6 +19,7 @@ from pathlib import Path
 import naive
 import numpy as np
 import pytest
+from helpers import torch_pad
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -307,11 +308,6 @@ def torch():
 
 def tt(torch, a):
     return torch.from_numpy(np.ascontiguousarray(a)).requires_grad_()
-
-
-def torch_pad(padding):
-    """``(before, after)`` per axis as ``torch.nn.functional.pad`` wants it (last axis first)."""
-    return [p for before_after in reversed(pairs(padding)) for p in before_after]
 
 
 def grad(t):

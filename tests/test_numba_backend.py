@@ -4,9 +4,9 @@
 * workspace chunking: a tiny ``CONVCORE_WORKSPACE_MB`` gives identical results;
 * every code path (im2col + GEMM, pointwise, direct for thin groups, images cut into
   bands or channel ranges) against the NumPy backend;
-* the direct backward of thin groups against the loop oracle (tests/reference.py),
+* the direct backward of thin groups against the loop oracle (``tests/naive.py``),
   that it is the path taken, reproducible, and falls back for non-finite values;
-* 3-D convolutions (every path) against the N-d loop oracle of tests/test_breadth.py,
+* 3-D convolutions (every path) against the same N-d loop oracle,
   bitwise reproducible for any thread count and workspace, and run by the numba
   kernels (not handed to another backend);
 * integer im2col/col2im, exact, with NumPy's wrap-around on overflow;
@@ -24,10 +24,11 @@ import sys
 import textwrap
 import threading
 
+import naive
 import numpy as np
 import pytest
-from reference import conv2d_backward_ref, resolve_padding
-from test_breadth import ref_col2im, ref_conv, ref_conv_backward, ref_im2col
+from cases import expected_conv_backward
+from helpers import col2im_in_dtype
 
 import convcore
 
@@ -298,13 +299,8 @@ DIRECT_BACKWARD = {
 
 
 def _oracle_backward(g, x, w, opts):
-    """``conv2d_backward_ref`` (shares no code with convcore) for the public options."""
-    k = w.shape[2:]
-    stride, dilation = opts.get("stride", 1), opts.get("dilation", 1)
-    pad = resolve_padding(opts.get("padding", 0), x.shape[2:], k, stride, dilation)
-    return conv2d_backward_ref(
-        g, x, w, stride=stride, padding=pad, dilation=dilation, groups=opts["groups"]
-    )
+    """:func:`naive.conv_backward` (shares no code with convcore) for the public options."""
+    return expected_conv_backward(g, x, w, **opts)
 
 
 @pytest.mark.parametrize("name", sorted(DIRECT_BACKWARD))
@@ -336,17 +332,9 @@ def test_direct_backward_one_dimensional(groups, multiplier, dtype, assert_close
     geom = conv_geometry((19,), (3,), stride=2, padding=(3, 1), dilation=2)
     g = rng.standard_normal((2, f, geom.output_size[0])).astype(dtype)
     got = _ops.conv_backward(None, g, x, w, geom, groups)
-    ref = conv2d_backward_ref(
-        g[:, :, None],
-        x[:, :, None],
-        w[:, :, None],
-        stride=(1, 2),
-        padding=(0, 0, 3, 1),
-        dilation=(1, 2),
-        groups=groups,
-    )
-    assert_close(got[0], ref[0][:, :, 0])
-    assert_close(got[1], ref[1][:, :, 0])
+    ref = naive.conv_backward(g, x, w, (2,), (3, 1), (2,), groups)
+    assert_close(got[0], ref[0])
+    assert_close(got[1], ref[1])
     assert_close(got[2], ref[2])
 
 
@@ -497,8 +485,8 @@ def _arrays_3d(name, dtype, seed=0):
     x = rng.standard_normal((n, c, *size)).astype(dtype)
     w = rng.standard_normal((f, c // groups, *k)).astype(dtype)
     b = rng.standard_normal(f).astype(dtype)
-    y = ref_conv(x, w, None, stride, pad, dil, groups)
-    g = rng.standard_normal(y.shape).astype(dtype)
+    out = naive.conv_output_size(size, k, stride, pad, dil)
+    g = rng.standard_normal((n, f, *out)).astype(dtype)
     opts = {"stride": stride, "padding": pad, "dilation": dil, "groups": groups}
     return x, w, b, g, opts
 
@@ -520,18 +508,19 @@ def test_3d_matches_loop_oracle(name, block, dtype, assert_close, monkeypatch, t
     y, dx, dw, db = _run_3d(x, w, b, g, opts)
     for original, after in zip(copies, (x, w, b, g), strict=True):
         np.testing.assert_array_equal(original, after)  # inputs are not modified
-    assert_close(y, ref_conv(x, w, b, *geo), err_msg="y")
+    assert_close(y, naive.conv(x, w, b, *geo), err_msg="y")
     y0 = convcore.conv3d(x, w, None, backend="numba", **opts)
-    assert_close(y0, ref_conv(x, w, None, *geo), err_msg="y without bias")
-    for got, want, what in zip((dx, dw, db), ref_conv_backward(g, x, w, *geo), ("dx", "dw", "db")):
+    assert_close(y0, naive.conv(x, w, None, *geo), err_msg="y without bias")
+    grads = naive.conv_backward(g, x, w, *geo)
+    for got, want, what in zip((dx, dw, db), grads, ("dx", "dw", "db")):
         assert got.dtype == dtype, what
         assert_close(got, want, err_msg=what)
     kernel = w.shape[2:]
     kw = {key: v for key, v in opts.items() if key != "groups"}
     cols = convcore.im2col(x, kernel, backend="numba", **kw)
-    np.testing.assert_array_equal(cols, ref_im2col(x, kernel, *geo[:3]))
+    np.testing.assert_array_equal(cols, naive.im2col(x, kernel, *geo[:3]))
     back = convcore.col2im(cols, x.shape[2:], kernel, backend="numba", **kw)
-    assert_close(back, ref_col2im(cols, x.shape[2:], kernel, *geo[:3]), err_msg="col2im")
+    assert_close(back, naive.col2im(cols, x.shape[2:], kernel, *geo[:3]), err_msg="col2im")
 
 
 def test_3d_channels_last_and_auto_selection(assert_close):
@@ -650,11 +639,11 @@ def test_integer_im2col_col2im_3d_exact(name, int_dtype, two_threads, force_para
     kw = {"stride": stride, "padding": pad, "dilation": dil, "backend": "numba"}
     cols = convcore.im2col(x, k, **kw)
     assert cols.dtype == x.dtype
-    np.testing.assert_array_equal(cols, ref_im2col(x, k, stride, pad, dil))
+    np.testing.assert_array_equal(cols, naive.im2col(x, k, stride, pad, dil))
     # Full-range values: overlapping sums overflow and wrap around, as in NumPy.
     back = convcore.col2im(cols, size, k, **kw)
     assert back.dtype == x.dtype
-    np.testing.assert_array_equal(back, ref_col2im(cols, size, k, stride, pad, dil))
+    np.testing.assert_array_equal(back, col2im_in_dtype(cols, size, k, stride, pad, dil))
 
 
 def test_integer_col2im_wraps_around_like_numpy():

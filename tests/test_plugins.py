@@ -23,8 +23,8 @@ from pathlib import Path
 import array_api_strict as xps
 import numpy as np
 import pytest
-from expected_backend import auto_for_numpy
-from reference import conv2d_ref
+from cases import expected_conv
+from helpers import auto_for_numpy
 
 import convcore
 from convcore import _registry as registry_module
@@ -155,24 +155,7 @@ def test_plugin_kernel_runs_when_selected(site, options, groups):
     y = convcore.conv2d(x, w, b, groups=groups, backend="example", **options)
     calls = _plugin().CALLS
     assert calls == [{"op": "conv", "shape": x.shape, "groups": groups}]
-    from reference import resolve_padding
-
-    pads = resolve_padding(
-        options.get("padding", 0),
-        x.shape[2:],
-        w.shape[2:],
-        options.get("stride", 1),
-        options.get("dilation", 1),
-    )
-    expected = conv2d_ref(
-        x,
-        w,
-        b,
-        stride=options.get("stride", 1),
-        padding=pads,
-        dilation=options.get("dilation", 1),
-        groups=groups,
-    )
+    expected = expected_conv(x, w, b, groups=groups, **options)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     assert y.dtype == np.float64
 
@@ -273,7 +256,7 @@ def test_auto_skips_unavailable_plugin_even_with_top_priority(site):
     x, w, b = _inputs()
     assert convcore.resolve_backend("conv", x) == auto_for_numpy()
     y = convcore.conv2d(x, w, b, groups=2)
-    np.testing.assert_allclose(y, conv2d_ref(x, w, b, groups=2), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected_conv(x, w, b, groups=2), rtol=1e-12, atol=1e-12)
     assert sys.modules["convcore_example_unavailable"].LOADED == []
 
 
@@ -399,7 +382,7 @@ def test_plugin_that_fails_to_import_does_not_break_convcore(tmp_path, monkeypat
     assert "convcore_module_that_does_not_exist" in broken[0].reason
     x, w, b = _inputs()
     y = convcore.conv2d(x, w, b, groups=2)
-    np.testing.assert_allclose(y, conv2d_ref(x, w, b, groups=2), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected_conv(x, w, b, groups=2), rtol=1e-12, atol=1e-12)
     with pytest.raises(BackendUnavailableError, match="convcore_module_that_does_not_exist"):
         convcore.conv2d(x, w, b, groups=2, backend=broken[0].name)
 
@@ -440,7 +423,7 @@ def test_register_backend_at_run_time():
     x, w, b = _inputs()
     y = convcore.conv2d(x, w, b, groups=2, backend="runtime_spy")
     assert log == [("runtime_spy", threading.get_ident())]
-    np.testing.assert_allclose(y, conv2d_ref(x, w, b, groups=2), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected_conv(x, w, b, groups=2), rtol=1e-12, atol=1e-12)
     with pytest.raises(BackendCapabilityError, match="runtime_spy"):
         convcore.im2col(x, 3, backend="runtime_spy")
     with pytest.raises(BackendCapabilityError, match="float32"):

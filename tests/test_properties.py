@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import naive
 import numpy as np
+import pytest
+from cases import naive_options, resolve_padding
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import (
-    col2im_ref_loops,
-    conv2d_backward_ref,
-    conv2d_ref,
-    im2col_ref_loops,
-    output_size,
-    resolve_padding,
-)
 
 import convcore
 
@@ -32,12 +27,8 @@ class Geometry:
     dilation: tuple[int, int]
 
     @property
-    def pads(self):
-        return resolve_padding(self.padding, self.size, self.kernel, self.stride, self.dilation)
-
-    @property
     def out_size(self):
-        return output_size(self.size, self.kernel, self.stride, self.pads, self.dilation)
+        return naive.conv_output_size(self.size, self.kernel, **self.ref())
 
     def api(self, backend):
         return dict(
@@ -45,7 +36,8 @@ class Geometry:
         )
 
     def ref(self):
-        return dict(stride=self.stride, padding=self.pads, dilation=self.dilation)
+        """``stride``, ``padding``, ``dilation`` for :mod:`naive` (padding resolved)."""
+        return naive_options(self.size, self.kernel, self.stride, self.padding, self.dilation)
 
 
 @st.composite
@@ -82,10 +74,10 @@ def geometries(draw):
     return Geometry(N, C, F, groups, tuple(size), kernel, stride, padding, dilation)
 
 
+@pytest.mark.declares("conv", "conv_backward", nd=2, dtypes=["float64"])
 @settings(max_examples=100, deadline=None)
 @given(geom=geometries(), seed=st.integers(0, 2**32 - 1))
-def test_conv2d_and_backward_match_reference(backend, np_ns, assert_close, geom, seed):
-    backend.require("conv", "conv_backward", ns=np_ns, dtype=np.float64)
+def test_conv2d_and_backward_match_reference(backend, np_ns, dtype, assert_close, geom, seed):
     rng = np.random.default_rng(seed)
     Ho, Wo = geom.out_size
     x = rng.standard_normal((geom.N, geom.C, *geom.size))
@@ -93,27 +85,27 @@ def test_conv2d_and_backward_match_reference(backend, np_ns, assert_close, geom,
     b = rng.standard_normal(geom.F)
     g = rng.standard_normal((geom.N, geom.F, Ho, Wo))
     out = convcore.conv2d(x, w, b, groups=geom.groups, **geom.api(backend.name))
-    ref = conv2d_ref(x, w, b, groups=geom.groups, **geom.ref())
+    ref = naive.conv(x, w, b, groups=geom.groups, **geom.ref())
     assert_close(out, ref)
     grads = convcore.conv2d_backward(g, x, w, groups=geom.groups, **geom.api(backend.name))
-    ref_grads = conv2d_backward_ref(g, x, w, groups=geom.groups, **geom.ref())
+    ref_grads = naive.conv_backward(g, x, w, groups=geom.groups, **geom.ref())
     for got, want, name in zip(grads, ref_grads, ("dx", "dw", "db"), strict=True):
         assert_close(got, want, err_msg=name)
 
 
+@pytest.mark.declares("im2col", "col2im", nd=2, dtypes=["float64"])
 @settings(max_examples=150, deadline=None)
 @given(geom=geometries(), seed=st.integers(0, 2**32 - 1))
-def test_im2col_col2im_reference_and_adjoint(backend, np_ns, assert_close, geom, seed):
-    backend.require("im2col", "col2im", ns=np_ns, dtype=np.float64)
+def test_im2col_col2im_reference_and_adjoint(backend, np_ns, dtype, assert_close, geom, seed):
     rng = np.random.default_rng(seed)
     Ho, Wo = geom.out_size
     rows = geom.C * geom.kernel[0] * geom.kernel[1]
     x = rng.standard_normal((geom.N, geom.C, *geom.size))
     y = rng.standard_normal((geom.N, rows, Ho * Wo))
     cols = convcore.im2col(x, geom.kernel, **geom.api(backend.name))
-    np.testing.assert_array_equal(cols, im2col_ref_loops(x, geom.kernel, **geom.ref()))
+    np.testing.assert_array_equal(cols, naive.im2col(x, geom.kernel, **geom.ref()))
     img = convcore.col2im(y, geom.size, geom.kernel, **geom.api(backend.name))
-    ref_img = col2im_ref_loops(y, geom.size, geom.kernel, **geom.ref())
+    ref_img = naive.col2im(y, geom.size, geom.kernel, **geom.ref())
     assert_close(img, ref_img)
     lhs, rhs = np.vdot(cols, y), np.vdot(x, img)
     assert abs(lhs - rhs) <= 1e-12 * (np.vdot(np.abs(cols), np.abs(y)) + 1.0), (lhs, rhs)

@@ -19,8 +19,8 @@ from pathlib import Path
 import array_api_strict as xps
 import numpy as np
 import pytest
-from expected_backend import auto_for_numpy
-from reference import conv2d_ref
+from cases import expected_conv
+from helpers import auto_for_numpy
 
 import convcore
 from convcore import _registry as registry_module
@@ -150,7 +150,7 @@ def test_precedence_chain(top, spies, isolated, monkeypatch):
     finally:
         for ctx in reversed(contexts):
             ctx.__exit__(None, None, None)
-    np.testing.assert_allclose(y, conv2d_ref(x, w), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected_conv(x, w), rtol=1e-12, atol=1e-12)
     if top == "auto":
         assert spies == []
     else:
@@ -168,8 +168,8 @@ def test_keyword_overrides_every_other_level(spies, isolated, monkeypatch):
     finally:
         contexts[0].__exit__(None, None, None)
     assert spies == []
-    np.testing.assert_allclose(y, conv2d_ref(x, w), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(y_portable, conv2d_ref(x, w), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected_conv(x, w), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y_portable, expected_conv(x, w), rtol=1e-12, atol=1e-12)
 
 
 def test_default_is_auto():
@@ -396,7 +396,7 @@ def test_use_backend_is_thread_local(spies):
         assert seen == (name, "context")
         assert seen_late == (name, "context")
         assert after[0] != name
-        np.testing.assert_allclose(y, conv2d_ref(x_for[name], w), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y, expected_conv(x_for[name], w), rtol=1e-12, atol=1e-12)
         expected_log.add((name, ident, x_for[name].shape))
     assert len(spies) == len(THREAD_SPIES)
     assert set(spies) == expected_log
@@ -433,7 +433,7 @@ def test_use_backend_is_task_local(spies):
         assert seen == (name, "context")
         assert seen_late == (name, "context")
         assert after == ("array_api", "context")
-        np.testing.assert_allclose(y, conv2d_ref(x_for[name], w), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y, expected_conv(x_for[name], w), rtol=1e-12, atol=1e-12)
     assert sorted(spies) == sorted((name, me, x_for[name].shape) for name in THREAD_SPIES)
     assert convcore.get_backend() == ("auto", "default")
 
@@ -465,7 +465,7 @@ def test_auto_picks_a_numpy_backend_for_numpy_arrays(monkeypatch):
     assert convcore.resolve_backend("conv", x) == best
     y = convcore.conv2d(x, w)
     assert (best_calls, portable_calls) == ([best], [])
-    np.testing.assert_allclose(y, conv2d_ref(x, w), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected_conv(x, w), rtol=1e-12, atol=1e-12)
 
 
 def test_auto_picks_array_api_for_array_api_strict_arrays(monkeypatch):
@@ -476,7 +476,7 @@ def test_auto_picks_array_api_for_array_api_strict_arrays(monkeypatch):
     assert convcore.resolve_backend("conv", xs) == "array_api"
     y = convcore.conv2d(xs, ws)
     assert (numpy_calls, portable_calls) == ([], ["array_api"])
-    np.testing.assert_allclose(np.asarray(y), conv2d_ref(x, w), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(y), expected_conv(x, w), rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------
@@ -608,7 +608,7 @@ def test_disabled_backends_fall_back_to_array_api(value, monkeypatch):
     y = convcore.conv2d(x, w)
     assert portable_calls == ["array_api"]
     assert isinstance(y, np.ndarray)
-    np.testing.assert_allclose(y, conv2d_ref(x, w), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected_conv(x, w), rtol=1e-12, atol=1e-12)
     with pytest.raises(UnknownBackendError, match="array_api"):
         convcore.conv2d(x, w, backend="numpy")
     with pytest.raises(UnknownBackendError):

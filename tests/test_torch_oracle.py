@@ -9,21 +9,15 @@ and cropped.
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 import pytest
-from reference import (
-    CASES,
-    Case,
-    case_inputs,
-    col2im_ref_loops,
-    conv2d_backward_ref,
-    conv2d_ref,
-    im2col_ref_loops,
-)
+from cases import CASES, Case, case_inputs, expected_conv, expected_conv_backward
+from helpers import torch_or_skip, torch_pad
 
 import convcore
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 tF = torch.nn.functional
 
 
@@ -86,16 +80,16 @@ case_param = pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
-def torch_pad(t, case):
-    top, bottom, left, right = case.padding4
-    return tF.pad(t, (left, right, top, bottom))
+def pad(t, case):
+    """``t`` padded with ``case``'s resolved padding (torch has no asymmetric padding)."""
+    return tF.pad(t, torch_pad(case.padding4))
 
 
 def torch_conv_and_grads(case, x, w, b, g):
     """torch forward output and autograd (dx, dw, db) of sum(conv2d(x, w, b) * g)."""
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     y = tF.conv2d(
-        torch_pad(xt, case), wt, bt, stride=case.stride, dilation=case.dilation, groups=case.groups
+        pad(xt, case), wt, bt, stride=case.stride, dilation=case.dilation, groups=case.groups
     )
     (y * torch.tensor(g)).sum().backward()
     return (y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy())
@@ -103,7 +97,7 @@ def torch_conv_and_grads(case, x, w, b, g):
 
 def torch_unfold(case, x):
     return tF.unfold(
-        torch_pad(torch.tensor(x), case), case.kernel, dilation=case.dilation, stride=case.stride
+        pad(torch.tensor(x), case), case.kernel, dilation=case.dilation, stride=case.stride
     ).numpy()
 
 
@@ -117,27 +111,22 @@ def torch_fold(case, cols):
 
 
 @case_param
-def test_reference_agrees_with_torch(case, assert_close):
-    """The loop oracle itself is checked against torch (float64)."""
+def test_oracle_agrees_with_torch(case, assert_close):
+    """The naive oracle on the resolved options (``tests/cases.py``) against torch (float64)."""
     x, w, b, g, cols = case_inputs(case, np.float64)
     y, dx, dw, db = torch_conv_and_grads(case, x, w, b, g)
-    kw = case.ref_kwargs()
-    assert_close(conv2d_ref(x, w, b, groups=case.groups, **kw), y)
-    for got, want in zip(
-        conv2d_backward_ref(g, x, w, groups=case.groups, **kw), (dx, dw, db), strict=True
-    ):
+    kw = dict(groups=case.groups, **case.api_kwargs())
+    assert_close(expected_conv(x, w, b, **kw), y)
+    for got, want in zip(expected_conv_backward(g, x, w, **kw), (dx, dw, db), strict=True):
         assert_close(got, want)
-    np.testing.assert_array_equal(im2col_ref_loops(x, case.kernel, **kw), torch_unfold(case, x))
-    assert_close(
-        col2im_ref_loops(cols, (case.H, case.W), case.kernel, **kw), torch_fold(case, cols)
-    )
+    geo = case.ref_kwargs()
+    np.testing.assert_array_equal(naive.im2col(x, case.kernel, **geo), torch_unfold(case, x))
+    assert_close(naive.col2im(cols, (case.H, case.W), case.kernel, **geo), torch_fold(case, cols))
 
 
 @case_param
-@pytest.mark.parametrize("ns_name", ["numpy", "torch"])
-def test_conv2d_and_gradients_match_torch(case, ns_name, backend, dtype, make_ns, assert_close):
-    ns = make_ns(ns_name)
-    backend.require("conv", "conv_backward", ns=ns, dtype=dtype)
+@pytest.mark.declares("conv", "conv_backward", nd=2, namespaces=["numpy", "torch"])
+def test_conv2d_and_gradients_match_torch(case, backend, ns, dtype, assert_close):
     x, w, b, g, _ = case_inputs(case, dtype, seed=1)
     y, dx, dw, db = torch_conv_and_grads(case, x, w, b, g)
     xa, wa, ba, ga = map(ns.asarray, (x, w, b, g))
@@ -152,10 +141,8 @@ def test_conv2d_and_gradients_match_torch(case, ns_name, backend, dtype, make_ns
 
 
 @case_param
-@pytest.mark.parametrize("ns_name", ["numpy", "torch"])
-def test_im2col_col2im_match_unfold_fold(case, ns_name, backend, dtype, make_ns, assert_close):
-    ns = make_ns(ns_name)
-    backend.require("im2col", "col2im", ns=ns, dtype=dtype)
+@pytest.mark.declares("im2col", "col2im", nd=2, namespaces=["numpy", "torch"])
+def test_im2col_col2im_match_unfold_fold(case, backend, ns, dtype, assert_close):
     x, _, _, _, cols = case_inputs(case, dtype, seed=1)
     kw = dict(backend=backend.name, **case.api_kwargs())
     got_cols = convcore.im2col(ns.asarray(x), case.kernel, **kw)
