@@ -819,7 +819,7 @@ def _half_combinations():
                     )
 
 
-@pytest.mark.parametrize(("be", "ns_name", "half", "case", "compute"), _half_combinations())
+@pytest.mark.parametrize(("be", "ns_name", "half", "case", "compute"), list(_half_combinations()))
 def test_half_precision(be, ns_name, half, case, compute, make_ns, assert_close):
     """float16 / bfloat16 in, the same dtype out, within a few roundings of the float64 oracle.
 
