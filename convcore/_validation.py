@@ -31,6 +31,7 @@ __all__ = [
     "check_nonempty",
     "check_same",
     "flag",
+    "image_input",
     "kernel_labels",
     "namespace",
     "spatial_rank",
@@ -239,18 +240,17 @@ class Layout:
         return a if self.inverse is None else xp.permute_dims(a, self.inverse)
 
 
-def image_input(func: str, name: str, x, layout, nd: int | None, *, floating: bool = True):
-    """Validate an image argument: ``(xp, layout, channels-first view)``.
+def image_input(func: str, name: str, arr, layout, nd: int | None, **others):
+    """Validate the floating-point image argument ``name`` (and same-dtype/device ``others``).
 
-    ``x`` must be an array with a batch, a channel and ``nd`` spatial axes (any
+    ``arr`` must be an array with a batch, a channel and ``nd`` spatial axes (any
     number when ``nd`` is None) in the order ``layout`` names, non-empty but for
-    the batch, and real floating point when ``floating``.
+    the batch.  Returns ``xp``, the :class:`Layout` and the channels-first view.
     """
-    xp = namespace(**{name: x})
-    rank = spatial_rank(name, x, nd)
-    lay = Layout(layout, rank)
-    check_ndim(name, x, lay.labels)
-    if floating:
-        check_floating(xp, name, x, func)
-    check_nonempty(name, tuple(x.shape), lay.labels)
-    return xp, lay, lay.to_first(xp, x)
+    xp = namespace(**{name: arr}, **others)
+    lay = Layout(layout, spatial_rank(name, arr, nd))
+    check_ndim(name, arr, lay.labels)
+    check_floating(xp, name, arr, func)
+    check_nonempty(name, tuple(arr.shape), lay.labels)
+    check_same(xp, name, arr, **others)
+    return xp, lay, lay.to_first(xp, arr)

@@ -36,17 +36,7 @@ from typing import Any
 import array_api_compat
 
 from ._dispatch import Plan, select
-from ._validation import (
-    Layout,
-    check_floating,
-    check_ndim,
-    check_nonempty,
-    check_same,
-    flag,
-    namespace,
-    spatial_rank,
-    zeros,
-)
+from ._validation import Layout, flag, image_input, zeros
 from .geometry import ConvGeometry, normalize_tuple, pool_geometry, pool_output_size
 
 __all__ = [
@@ -93,20 +83,6 @@ def _divisor(value) -> int | None:
     if value == 0:
         raise ValueError("divisor_override must be a nonzero integer or None, got 0")
     return value
-
-
-def _image(func: str, name: str, arr, layout, nd: int | None, **others):
-    """Validate the image argument ``name`` (and same-dtype/device ``others``).
-
-    Returns ``xp``, the :class:`Layout` and the channels-first view of ``arr``.
-    """
-    xp = namespace(**{name: arr}, **others)
-    lay = Layout(layout, spatial_rank(name, arr, nd))
-    check_ndim(name, arr, lay.labels)
-    check_floating(xp, name, arr, func)
-    check_nonempty(name, tuple(arr.shape), lay.labels)
-    check_same(xp, name, arr, **others)
-    return xp, lay, lay.to_first(xp, arr)
 
 
 def _check_grad_out(grad_out, expected, lay: Layout) -> None:
@@ -251,7 +227,7 @@ def _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode) -> Conv
 def _max_pool(
     func, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout, backend, nd
 ):
-    xp, lay, xf = _image(func, "x", x, layout, nd)
+    xp, lay, xf = image_input(func, "x", x, layout, nd)
     geom = _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode)
     return_indices = flag("return_indices", return_indices)
     plan = select("max_pool", xp, xf, backend, geom.nd)
@@ -274,7 +250,7 @@ def _max_pool(
 def _max_pool_backward(
     func, grad_out, x, kernel_size, stride, padding, dilation, ceil_mode, layout, backend, nd
 ):
-    xp, lay, xf = _image(func, "x", x, layout, nd, grad_out=grad_out)
+    xp, lay, xf = image_input(func, "x", x, layout, nd, grad_out=grad_out)
     geom = _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode)
     n, c = xf.shape[0], xf.shape[1]
     _check_grad_out(grad_out, lay.shape_from_first((n, c, *geom.output_size)), lay)
@@ -576,7 +552,7 @@ def _avg_pool(
     func, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
     layout, backend, nd,
 ):  # fmt: skip
-    xp, lay, xf = _image(func, "x", x, layout, nd)
+    xp, lay, xf = image_input(func, "x", x, layout, nd)
     geom = _avg_geometry(tuple(xf.shape[2:]), kernel_size, stride, padding, ceil_mode)
     include = flag("count_include_pad", count_include_pad)
     override = _divisor(divisor_override)
@@ -619,7 +595,7 @@ def _avg_pool_backward(
     func, grad_out, input_size, kernel_size, stride, padding, ceil_mode, count_include_pad,
     divisor_override, layout, backend, nd,
 ):  # fmt: skip
-    xp, lay, gf = _image(func, "grad_out", grad_out, layout, nd)
+    xp, lay, gf = image_input(func, "grad_out", grad_out, layout, nd)
     size = _input_size(func, input_size, gf, lay)
     geom = _avg_geometry(size, kernel_size, stride, padding, ceil_mode)
     include = flag("count_include_pad", count_include_pad)
