@@ -20,6 +20,7 @@ from ._validation import (
     check_ndim,
     check_nonempty,
     check_same,
+    common,
     kernel_labels,
     namespace,
     spatial_rank,
@@ -225,16 +226,21 @@ _FORWARD = object()  # grad_out of a forward call: no such argument
 def _conv_setup(
     func, x, weight, bias, groups, stride, padding, dilation, layout, nd, grad_out=_FORWARD
 ):
-    """Validate a convolution call; return ``xp, geom, groups, layout`` and the
-    channels-first views of ``x`` and ``grad_out`` (a backward call when
-    ``grad_out`` is not ``_FORWARD``)."""
+    """Validate a convolution call; return ``xp, geom, groups, layout``, the
+    channels-first view of ``x``, ``weight``, ``bias`` and the channels-first
+    view of ``grad_out`` (a backward call when ``grad_out`` is not ``_FORWARD``),
+    all in ``xp``'s library (:func:`convcore._validation.common`)."""
     backward = grad_out is not _FORWARD
     if not backward:
         grad_out = None
     arrays = {"x": x, "weight": weight, "bias": bias}
     if backward:
         arrays = {"x": x, "weight": weight, "grad_out": grad_out}
-    xp = namespace(optional=("bias",), **arrays)
+    xp, converted = common(optional=("bias",), **arrays)
+    if backward:
+        x, weight, grad_out = converted
+    else:
+        x, weight, bias = converted
     nd = spatial_rank("x", x, nd)
     lay = Layout(layout, nd)
     check_ndim("x", x, lay.labels)
@@ -277,34 +283,34 @@ def _conv_setup(
                 f"output size {geom.output_size}), got {tuple(grad_out.shape)}"
             )
         grad_out = lay.to_first(xp, grad_out)
-    return xp, geom, groups, lay, x, grad_out
+    return xp, geom, groups, lay, x, weight, bias, grad_out
 
 
 def _run_conv(func, x, weight, bias, stride, padding, dilation, groups, layout, backend, nd):
-    xp, geom, groups, lay, xf, _ = _conv_setup(
+    xp, geom, groups, lay, xf, weight, bias, _ = _conv_setup(
         func, x, weight, bias, groups, stride, padding, dilation, layout, nd
     )
     plan = select("conv", xp, xf, backend, geom.nd)
     n, f = xf.shape[0], weight.shape[0]
     if n == 0:
-        return lay.from_first(xp, zeros(xp, (0, f, *geom.output_size), x))
+        return lay.from_first(xp, zeros(xp, (0, f, *geom.output_size), xf))
     xc, wc, bc = plan.cast(xp, xf, weight, bias)
     out = plan.conv(xp, xc, wc, bc, geom, groups)
-    return lay.from_first(xp, plan.uncast(xp, x.dtype, out))
+    return lay.from_first(xp, plan.uncast(xp, xf.dtype, out))
 
 
 def _run_conv_backward(
     func, grad_out, x, weight, stride, padding, dilation, groups, layout, backend, nd
 ):
-    xp, geom, groups, lay, xf, gf = _conv_setup(
+    xp, geom, groups, lay, xf, weight, _, gf = _conv_setup(
         func, x, weight, None, groups, stride, padding, dilation, layout, nd, grad_out=grad_out
     )
     plan = select("conv_backward", xp, xf, backend, geom.nd)
     if xf.shape[0] == 0:
         return (
-            zeros(xp, tuple(x.shape), x),
-            zeros(xp, tuple(weight.shape), x),
-            zeros(xp, (weight.shape[0],), x),
+            zeros(xp, tuple(x.shape), xf),
+            zeros(xp, tuple(weight.shape), xf),
+            zeros(xp, (weight.shape[0],), xf),
         )
     gc, xc, wc = plan.cast(xp, gf, xf, weight)
     dx, dw, db = plan.conv_backward(xp, gc, xc, wc, geom, groups)

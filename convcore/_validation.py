@@ -30,6 +30,7 @@ __all__ = [
     "check_ndim",
     "check_nonempty",
     "check_same",
+    "common",
     "flag",
     "image_input",
     "kernel_labels",
@@ -49,7 +50,21 @@ def namespace(*, optional: tuple[str, ...] = (), **arrays) -> ArrayNamespace:
 
     Every keyword names one argument of the public function.  Those named in
     ``optional`` may be None (skipped); any other that is not an array is a
-    ``TypeError`` naming it.  Arrays of two libraries are a ``TypeError`` too.
+    ``TypeError`` naming it.  Arrays of two libraries are a ``TypeError`` too,
+    but for the mixes :func:`common` converts.
+    """
+    return common(optional=optional, **arrays)[0]
+
+
+def common(*, optional: tuple[str, ...] = (), **arrays) -> tuple[ArrayNamespace, tuple]:
+    """The common namespace of the named arrays and the arrays in it, in keyword order.
+
+    Arrays of two libraries are a ``TypeError`` naming both arguments and how to
+    convert, except where the array library itself mixes them: NumPy arrays
+    next to a Dask array of NumPy chunks become (single-chunk) Dask arrays, as
+    they do in Dask's own arithmetic (``dask_array + numpy_array``).  Nothing
+    else is copied between libraries; in particular NumPy arrays are never
+    moved to a GPU behind the caller's back.
     """
     spaces = {}
     for name, arr in arrays.items():
@@ -60,13 +75,56 @@ def namespace(*, optional: tuple[str, ...] = (), **arrays) -> ArrayNamespace:
             raise TypeError(f"{name} must be an array ({_LIBRARIES}), got {got}")
         spaces[name] = array_api_compat.array_namespace(arr)
     first_name, xp = next(iter(spaces.items()))
+    if all(other is xp for other in spaces.values()):
+        return xp, tuple(arrays.values())
+    lead = next((n for n in spaces if _is_numpy_dask(arrays[n])), None)
+    if lead is not None:
+        xp = spaces[lead]
+        first_name = lead
+    out = dict(arrays)
     for name, other in spaces.items():
-        if other is not xp:
-            raise TypeError(
-                f"{name} is a {namespace_name(other)} array but {first_name} is a "
-                f"{namespace_name(xp)} array; convert them to one array library first"
-            )
-    return xp
+        if other is xp:
+            continue
+        if lead is not None and array_api_compat.is_numpy_array(arrays[name]):
+            out[name] = xp.asarray(arrays[name])
+            continue
+        raise TypeError(
+            f"{name} is a {namespace_name(other)} array but {first_name} is a "
+            f"{namespace_name(xp)} array; convcore does not copy between array libraries "
+            f"or devices: {_conversion_hint(xp, name, first_name, arrays[first_name])}"
+        )
+    return xp, tuple(out.values())
+
+
+def _is_numpy_dask(arr) -> bool:
+    """A Dask array whose chunks are NumPy arrays (Dask mixes those with NumPy arrays)."""
+    return array_api_compat.is_dask_array(arr) and array_api_compat.is_numpy_array(
+        getattr(arr, "_meta", None)
+    )
+
+
+def _conversion_hint(xp, name: str, ref: str, ref_array=None) -> str:
+    """How to bring argument ``name`` into ``xp``'s library (and onto argument ``ref``'s device)."""
+    lib = namespace_name(xp)
+    if lib == "cupy":
+        return f"move {name} to the GPU first, e.g. cupy.asarray({name})"
+    if lib == "torch":
+        return f"convert {name} first, e.g. torch.as_tensor({name}, device={ref}.device)"
+    if lib == "jax":
+        return f"convert {name} first, e.g. jax.numpy.asarray({name})"
+    if lib == "dask" and array_api_compat.is_cupy_array(getattr(ref_array, "_meta", None)):
+        return (
+            f"move {name} to the GPU first, e.g. cupy.asarray({name}) "
+            f"({ref} is a Dask array of CuPy chunks)"
+        )
+    if lib == "dask":
+        return f"convert {name} first, e.g. dask.array.asarray({name})"
+    if lib == "numpy":
+        return (
+            f"convert {name} to NumPy first (cupy.asnumpy({name}) for a CuPy array, "
+            f"{name}.numpy(force=True) for a torch tensor, numpy.asarray({name}) otherwise)"
+        )
+    return f"convert {name} to {lib} arrays first"
 
 
 def check_ndim(name: str, arr, labels: str) -> None:
@@ -245,12 +303,14 @@ def image_input(func: str, name: str, arr, layout, nd: int | None, **others):
 
     ``arr`` must be an array with a batch, a channel and ``nd`` spatial axes (any
     number when ``nd`` is None) in the order ``layout`` names, non-empty but for
-    the batch.  Returns ``xp``, the :class:`Layout` and the channels-first view.
+    the batch.  Returns ``xp``, the :class:`Layout`, the channels-first view and
+    then each of ``others`` in its library (see :func:`common`), as given.
     """
-    xp = namespace(**{name: arr}, **others)
+    xp, (arr, *converted) = common(**{name: arr}, **others)
+    others = dict(zip(others, converted))
     lay = Layout(layout, spatial_rank(name, arr, nd))
     check_ndim(name, arr, lay.labels)
     check_floating(xp, name, arr, func)
     check_nonempty(name, tuple(arr.shape), lay.labels)
     check_same(xp, name, arr, **others)
-    return xp, lay, lay.to_first(xp, arr)
+    return xp, lay, lay.to_first(xp, arr), *others.values()

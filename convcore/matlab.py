@@ -54,6 +54,7 @@ from typing import Any
 import array_api_compat
 
 from ._api import col2im, conv2d, conv2d_backward, im2col
+from ._validation import common as _common
 from ._validation import namespace as _namespace
 from .geometry import conv_geometry, conv_transpose_output_size, pool_geometry
 
@@ -493,7 +494,7 @@ def forward_propagation(
     array([[6., 6.],
            [6., 6.]])
     """
-    xp = _namespace(optional=("bias",), x=x, weights=weights, bias=bias)
+    xp, (x, weights, bias) = _common(optional=("bias",), x=x, weights=weights, bias=bias)
     x4, w4, bias1, _, _, core = _conv_args(xp, x, weights, bias, stride, pad)
     # The core takes MATLAB's (H, W, C, N) as the layout "HWCN" (views, no copies)
     # and returns (H', W', F, N); only the filters are permuted here.
@@ -563,7 +564,9 @@ def backward_propagation(
     """
     if not array_api_compat.is_array_api_obj(dout) and hasattr(dout, "input"):
         dout = dout.input
-    xp = _namespace(optional=("bias",), dout=dout, x=x, weights=weights, bias=bias)
+    xp, (dout, x, weights, bias) = _common(
+        optional=("bias",), dout=dout, x=x, weights=weights, bias=bias
+    )
     x4, w4, _, bias_shape, out, core = _conv_args(xp, x, weights, bias, stride, pad)
     _same_dtype("x", x, dout=dout)
     d4 = _matlab4d(xp, "dout", dout, "(H', W', F, N)")

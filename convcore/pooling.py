@@ -250,7 +250,7 @@ def _max_pool(
 def _max_pool_backward(
     func, grad_out, x, kernel_size, stride, padding, dilation, ceil_mode, layout, backend, nd
 ):
-    xp, lay, xf = image_input(func, "x", x, layout, nd, grad_out=grad_out)
+    xp, lay, xf, grad_out = image_input(func, "x", x, layout, nd, grad_out=grad_out)
     geom = _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode)
     n, c = xf.shape[0], xf.shape[1]
     _check_grad_out(grad_out, lay.shape_from_first((n, c, *geom.output_size)), lay)

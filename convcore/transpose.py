@@ -37,8 +37,8 @@ from ._validation import (
     check_ndim,
     check_nonempty,
     check_same,
+    common,
     kernel_labels,
-    namespace,
     spatial_rank,
     zeros,
 )
@@ -66,14 +66,19 @@ _FORWARD = object()  # grad_out of a forward call: no such argument
 # validation
 # ---------------------------------------------------------------------------
 def _setup(func, x, weight, bias, options, nd, grad_out=_FORWARD):
-    """Validate a call; ``xp, geom, groups, layout`` and channels-first ``x`` / ``grad_out``."""
+    """Validate a call; ``xp, geom, groups, layout``, channels-first ``x``, ``weight``,
+    ``bias`` and channels-first ``grad_out``, all in ``xp``'s library."""
     backward = grad_out is not _FORWARD
     arrays = {"x": x, "weight": weight}
     if backward:
         arrays["grad_out"] = grad_out
     else:
         arrays["bias"] = bias
-    xp = namespace(optional=("bias",), **arrays)
+    xp, converted = common(optional=("bias",), **arrays)
+    if backward:
+        x, weight, grad_out = converted
+    else:
+        x, weight, bias = converted
     lay = Layout(options["layout"], spatial_rank("x", x, nd))
     nd = lay.nd
     kernels = kernel_labels(nd)
@@ -127,7 +132,7 @@ def _setup(func, x, weight, bias, options, nd, grad_out=_FORWARD):
                 f"got {tuple(grad_out.shape)}"
             )
         gf = lay.to_first(xp, grad_out)
-    return xp, geom, groups, lay, xf, gf
+    return xp, geom, groups, lay, xf, weight, bias, gf
 
 
 def _extra(geom: ConvGeometry, xf) -> tuple[int, ...]:
@@ -153,13 +158,13 @@ def _crop(a, size):
 # the computations
 # ---------------------------------------------------------------------------
 def _run(func, x, weight, bias, options, backend, nd):
-    xp, geom, groups, lay, xf, _ = _setup(func, x, weight, bias, options, nd)
+    xp, geom, groups, lay, xf, weight, bias, _ = _setup(func, x, weight, bias, options, nd)
     plan = select("conv_transpose", xp, xf, backend, geom.nd)
     n, c_in = xf.shape[0], xf.shape[1]
     cog = weight.shape[1]
     c_out = cog * groups
     if n == 0:
-        return lay.from_first(xp, zeros(xp, (0, c_out, *geom.input_size), x))
+        return lay.from_first(xp, zeros(xp, (0, c_out, *geom.input_size), xf))
     xc, wc, bc = plan.cast(xp, xf, weight, bias)
     extra = _extra(geom, xf)
     if any(extra):
@@ -177,16 +182,16 @@ def _run(func, x, weight, bias, options, backend, nd):
 
 
 def _run_backward(func, grad_out, x, weight, options, backend, nd):
-    xp, geom, groups, lay, xf, gf = _setup(func, x, weight, None, options, nd, grad_out)
+    xp, geom, groups, lay, xf, weight, _, gf = _setup(func, x, weight, None, options, nd, grad_out)
     plan = select("conv_transpose_backward", xp, gf, backend, geom.nd)
     n, c_in = xf.shape[0], xf.shape[1]
     cog = weight.shape[1]
     c_out = cog * groups
     if n == 0:
         return (
-            zeros(xp, tuple(x.shape), x),
-            zeros(xp, tuple(weight.shape), x),
-            zeros(xp, (c_out,), x),
+            zeros(xp, tuple(x.shape), xf),
+            zeros(xp, tuple(weight.shape), xf),
+            zeros(xp, (c_out,), xf),
         )
     gc, xc, wc = plan.cast(xp, gf, xf, weight)
     size = tuple(xf.shape[2:])

@@ -192,6 +192,52 @@ def test_other_ranks_layouts_and_dtypes(assert_close):
     )
 
 
+def test_numpy_weights_and_bias_join_dask_input(assert_close):
+    """Dask's own arithmetic mixes NumPy arrays into Dask graphs; so does convcore.
+
+    The NumPy weight, bias and gradient become single-chunk Dask arrays, the
+    result stays lazy and chunked like the Dask argument, and equals the
+    in-memory result; the NumPy arguments are not modified.
+    """
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal((5, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3)), np.ones(4)
+    kept = [a.copy() for a in (x, w, b)]
+    xd = _chunked(x, 2)
+    y = convcore.conv2d(xd, w, b, padding=1)
+    assert isinstance(y, da.Array) and y.chunks[0] == xd.chunks[0]
+    assert_close(y.compute(), convcore.conv2d(x, w, b, padding=1))
+    g = rng.standard_normal(y.shape)
+    for grad_out, image in [(_chunked(g, 2), x), (g, xd)]:  # either side may be the NumPy one
+        grads = convcore.conv2d_backward(grad_out, image, w, padding=1)
+        assert all(isinstance(a, da.Array) for a in grads)
+        for got, want in zip(dask.compute(*grads), convcore.conv2d_backward(g, x, w, padding=1)):
+            assert_close(got, want)
+    wt = rng.standard_normal((3, 2, 3, 3))
+    yt = convcore.conv_transpose2d(xd, wt, np.ones(2), stride=2)
+    assert isinstance(yt, da.Array)
+    assert_close(yt.compute(), convcore.conv_transpose2d(x, wt, np.ones(2), stride=2))
+    gp = rng.standard_normal((5, 3, 3, 3))
+    dx = max_pool2d_backward(gp, xd, 2)
+    assert isinstance(dx, da.Array)
+    assert_close(dx.compute(), max_pool2d_backward(gp, x, 2))
+    from convcore.matlab import forward_propagation
+
+    hwcn, filters = np.transpose(x, (2, 3, 1, 0)), np.transpose(w, (2, 3, 1, 0))
+    got = forward_propagation(da.from_array(hwcn, chunks=(-1, -1, -1, 2)), filters, b, 1, 1)
+    assert isinstance(got, da.Array)
+    assert_close(got.compute(), forward_propagation(hwcn, filters, b, 1, 1))
+    for before, after in zip(kept, (x, w, b)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_other_libraries_do_not_join_dask_input():
+    """Only NumPy arguments join Dask input (as in Dask itself); a torch weight does not."""
+    torch = pytest.importorskip("torch")
+    x = da.from_array(np.ones((2, 1, 4, 4), np.float32), chunks=(1, -1, -1, -1))
+    with pytest.raises(TypeError, match=r"weight is a torch array but x is a dask array"):
+        convcore.conv2d(x, torch.ones((1, 1, 3, 3)))
+
+
 def test_channel_chunks_are_kept_or_merged(assert_close):
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((4, 4, 6, 6)), rng.standard_normal((6, 2, 3, 3))

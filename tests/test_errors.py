@@ -223,15 +223,37 @@ def test_conv2d_rejects_bad_input(options, exc, pattern, text, backend):
     _assert_unchanged([p for p in passed if isinstance(p, np.ndarray)], before)
 
 
-def test_mixed_numpy_and_torch_is_a_type_error():
+def test_mixed_numpy_and_torch_is_a_type_error_that_says_what_to_do():
     torch = pytest.importorskip("torch")
     a = _arrays()
-    with pytest.raises(TypeError, match=r"\bweight\b") as info:
-        convcore.conv2d(a["x"], torch.from_numpy(a["weight"].copy()))
-    assert "torch" in str(info.value)
-    assert "numpy" in str(info.value)
-    with pytest.raises(TypeError, match=r"\bx\b|\bweight\b"):
-        convcore.conv2d(torch.from_numpy(a["x"].copy()), a["weight"])
+    w_torch = torch.from_numpy(a["weight"].copy())
+    with pytest.raises(TypeError, match=r"weight is a torch array but x is a numpy array") as info:
+        convcore.conv2d(a["x"], w_torch)
+    assert "weight.numpy(force=True)" in str(info.value)
+    x_torch = torch.from_numpy(a["x"].copy())
+    with pytest.raises(TypeError, match=r"weight is a numpy array but x is a torch array") as info:
+        convcore.conv2d(x_torch, a["weight"])
+    assert "torch.as_tensor(weight, device=x.device)" in str(info.value)
+    with pytest.raises(TypeError, match=r"grad_out is a numpy array but x is a torch array"):
+        convcore.max_pool2d_backward(np.ones((2, 3, 3, 4)), x_torch, 2)
+
+
+def test_numpy_weights_never_move_to_the_gpu():
+    """NumPy weights with CuPy input stay an error (no silent host-to-device copy)."""
+    from types import ModuleType
+
+    from convcore._validation import _conversion_hint
+
+    hint = _conversion_hint(ModuleType("cupy"), "weight", "x")
+    assert "cupy.asarray(weight)" in hint and "GPU" in hint
+    cupy = pytest.importorskip("cupy")
+    try:
+        x = cupy.ones((2, 3, 5, 6), dtype=cupy.float64)
+    except Exception as exc:  # no CUDA driver here: the hint above is what remains to check
+        pytest.skip(f"cannot make CuPy arrays here: {exc}")
+    with pytest.raises(TypeError, match=r"weight is a numpy array but x is a cupy array") as info:
+        convcore.conv2d(x, _arrays()["weight"])
+    assert "cupy.asarray(weight)" in str(info.value)
 
 
 BACKWARD_CASES = [
