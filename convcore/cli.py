@@ -19,9 +19,9 @@ import time
 import click
 
 from . import __version__
-from ._config import requested_backend
+from ._config import _check_name, requested_backend
 from ._registry import available_backends, get_registry
-from .errors import BackendUnavailableError, ConvcoreError
+from .errors import BackendUnavailableError, ConvcoreError, UnknownBackendError
 from .stack import ENV_SCHEDULER, ApplyOptions, apply_stack
 
 __all__ = ["main"]
@@ -62,12 +62,27 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _check_backend_flag(ctx, param, value):
+    """Check ``--backend`` names as they are parsed: an unknown one is an error naming
+    the option (and the closest registered names), before the command does any work."""
+    names = value if isinstance(value, tuple) else (value,)
+    for name in names:
+        if name is None:
+            continue
+        try:
+            _check_name(name, "--backend")
+        except (UnknownBackendError, TypeError) as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
 def _backend_option(func):
     return click.option(
         "--backend",
         "-b",
         metavar="NAME",
         default=None,
+        callback=_check_backend_flag,
         help="Backend to use (overrides CONVCORE_BACKEND and configuration files).",
     )(func)
 
@@ -79,6 +94,7 @@ def _backends_option(func):
         "backends",
         metavar="NAME",
         multiple=True,
+        callback=_check_backend_flag,
         help="Backend to use (repeatable; overrides CONVCORE_BACKEND and configuration files). "
         "Default: the configured backend, or every available one under 'auto'.",
     )(func)
@@ -290,6 +306,10 @@ def demo(backend, batch, dtype, repeat, seed):
 
     if batch < 1:
         raise click.BadParameter(f"must be >= 1, got {batch}", param_hint="--batch")
+    if repeat < 1:
+        raise click.BadParameter(f"must be >= 1, got {repeat}", param_hint="--repeat")
+    if seed < 0:
+        raise click.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
     name, source = _selection(backend)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 3, 227, 227)).astype(dtype)
@@ -735,7 +755,14 @@ def apply_command(input_path, output_path, weight, bias, scheduler, **job):
     }
     if job["pool_stride"] is not None:
         parsed["pool_stride"] = _ints(job["pool_stride"], "--pool-stride", (1, 2))
-    options = ApplyOptions(**{**job, **parsed})
+    try:
+        options = ApplyOptions(**{**job, **parsed})
+    except (TypeError, ValueError) as exc:
+        # ApplyOptions names its field first ("pool_size must be ..."): name the option.
+        field = str(exc).split(" ", 1)[0]
+        if field not in job:
+            raise
+        raise click.BadParameter(str(exc), param_hint=f"--{field.replace('_', '-')}") from None
     w = _load_npy(weight, "--weight")
     b = None if bias is None else _load_npy(bias, "--bias")
     with contextlib.ExitStack() as stack:

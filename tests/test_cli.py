@@ -159,6 +159,24 @@ def test_bad_option_values_are_one_line(runner):
     _one_line_error(_invoke(runner, "check", "--dtype", "int8"), "--dtype", "int8")
 
 
+def test_demo_checks_its_options_before_any_work(runner, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("demo ran the loops before checking its options")
+
+    monkeypatch.setattr("convcore._naive.seed_conv2d_loops", no_work)
+    _one_line_error(_invoke(runner, "demo", "--repeat", "0"), "--repeat", "got 0")
+    _one_line_error(_invoke(runner, "demo", "--seed", "-1"), "--seed", "got -1")
+    _one_line_error(_invoke(runner, "demo", "--dtype", "int8"), "--dtype", "int8")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_unknown_backend_flag_says_it_came_from_the_flag(runner, command):
+    err = _one_line_error(_invoke(runner, command, "-b", "typo"), "'typo'")
+    assert "Invalid value for '--backend'" in err
+    assert "came from --backend" in err
+    assert "keyword" not in err
+
+
 def test_backend_that_cannot_take_the_input_is_an_error(runner):
     err = _one_line_error(
         _invoke(runner, "check", "-b", "numpy", "--namespace", "torch", "--no-matlab"),
@@ -200,7 +218,9 @@ def test_python_dash_m_runs_check_and_exits_with_its_status(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 2
-    assert proc.stderr.startswith("Error: unknown backend 'nope'")
+    assert proc.stderr.startswith(
+        "Error: Invalid value for '--backend' / '-b': unknown backend 'nope'"
+    )
     assert "Traceback" not in proc.stderr
 
 

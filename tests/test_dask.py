@@ -788,7 +788,8 @@ def test_option_errors_of_the_command_name_the_option(runner, job, tmp_path):
         (("--chunk", "0"), "Invalid value for --chunk: must be >= 1, got 0"),
         (("--pool-size", "2,2,2"), "Invalid value for --pool-size: must have 1 or 2 entries"),
     ]:
-        _one_line_error(_apply(runner, paths, out, *extra), needle)
+        err = _one_line_error(_apply(runner, paths, out, *extra), needle)
+        assert f"Invalid value for {extra[0]}" in err  # every error names its option
         assert not out.exists()  # checked before anything is read or written
 
 
