@@ -731,7 +731,11 @@ def _load_npy(path: str, name: str):
     "else threads in this process].",
 )
 @click.option(
-    "--backend", "-b", metavar="NAME", help="Backend for each chunk [default: auto, numba]."
+    "--backend",
+    "-b",
+    metavar="NAME",
+    callback=_check_backend_flag,
+    help="Backend for each chunk [default: auto, numba].",
 )
 def apply_command(input_path, output_path, weight, bias, scheduler, **job):
     """Convolve (and pool) an image stack on disk into a Zarr array, chunk by chunk.
@@ -745,8 +749,6 @@ def apply_command(input_path, output_path, weight, bias, scheduler, **job):
     # ``job``: the fields of ApplyOptions (the options named after them), as given.
     if job["chunk"] < 1:
         raise click.BadParameter(f"must be >= 1, got {job['chunk']}", param_hint="--chunk")
-    if job["backend"] is not None:
-        requested_backend(job["backend"])  # an unknown name is a usage error
     parsed = {
         "stride": _ints(job["stride"], "--stride", (1, 2)),
         "padding": _padding(job["padding"]),

@@ -791,6 +791,9 @@ def test_option_errors_of_the_command_name_the_option(runner, job, tmp_path):
         err = _one_line_error(_apply(runner, paths, out, *extra), needle)
         assert f"Invalid value for {extra[0]}" in err  # every error names its option
         assert not out.exists()  # checked before anything is read or written
+    err = _one_line_error(_apply(runner, paths, out, "--backend", "typo"), "'typo'")
+    assert "Invalid value for '--backend'" in err and "came from --backend" in err
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- imports
