@@ -765,6 +765,11 @@ def apply_command(input_path, output_path, weight, bias, scheduler, **job):
         if field not in job:
             raise
         raise click.BadParameter(str(exc), param_hint=f"--{field.replace('_', '-')}") from None
+    if options.backend is not None:
+        # The chunks are NumPy arrays: a backend that cannot run them is an error
+        # now, before OUTPUT is created.
+        dtypes = () if options.dtype is None else (options.dtype,)
+        _numpy_backends((options.backend,), op_names=("conv",), dtypes=dtypes)
     w = _load_npy(weight, "--weight")
     b = None if bias is None else _load_npy(bias, "--bias")
     with contextlib.ExitStack() as stack:

@@ -31,7 +31,7 @@ from helpers import auto_for_numpy
 import convcore
 from convcore import cli as cli_module
 from convcore import stack as stack_module
-from convcore._registry import get_registry
+from convcore._registry import get_registry, reload_registry
 from convcore.cli import main
 from convcore.pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from convcore.stack import ApplyOptions
@@ -794,6 +794,24 @@ def test_option_errors_of_the_command_name_the_option(runner, job, tmp_path):
     err = _one_line_error(_apply(runner, paths, out, "--backend", "typo"), "'typo'")
     assert "Invalid value for '--backend'" in err and "came from --backend" in err
     assert not out.exists()
+
+
+def test_apply_refuses_a_backend_that_cannot_run_the_chunks_before_writing(runner, job, tmp_path):
+    _, _, _, _, paths = job
+    out = tmp_path / "out.zarr"
+    registry = get_registry()
+    registry.register(
+        convcore.BackendSpec(
+            name="ghost", load=dict, ops={"conv"}, check_available=lambda: "no ghost here"
+        )
+    )
+    try:
+        _one_line_error(_apply(runner, paths, out, "-b", "ghost"), "'ghost' is unavailable")
+        assert not out.exists()
+        _one_line_error(_apply(runner, paths, out, "-b", "dask"), "'dask'", "NumPy")
+        assert not out.exists()
+    finally:
+        reload_registry()
 
 
 # --------------------------------------------------------------------------- imports
