@@ -1,6 +1,7 @@
 """Every public function: None or a non-array where an array is expected is a TypeError naming it.
 
-The table lists, for every public function of ``convcore`` and ``convcore.matlab``
+The table lists, for every public function of ``convcore``, ``convcore.matlab`` and
+``convcore.cs231n``
 that takes arrays, a call that works and the positions of its array arguments.
 Each array argument in turn is replaced by None and by a plain list; the call must
 raise a TypeError whose message names that parameter (not an AttributeError or a
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 import convcore
-from convcore import matlab
+from convcore import cs231n, matlab
 
 X = np.ones((2, 3, 6, 6))  # N, C, H, W
 W = np.ones((4, 3, 3, 3))  # F, C, KH, KW
@@ -51,8 +52,37 @@ def _cases():
             (f["conv_transpose"], (x, wt, np.ones(4)), {}, {0: "x", 1: "weight", 2: "bias"}),
             (b["conv_transpose"], (yt, x, wt), {}, {0: "grad_out", 1: "x", 2: "weight"}),
         ]
+    conv_param, pool_param = (
+        {"stride": 1, "pad": 1},
+        {"pool_height": 2, "pool_width": 2, "stride": 2},
+    )
+    teaching = []
+    for variant in ("naive", "im2col", "strides", "fast"):
+        fwd, bwd = (
+            getattr(cs231n, f"conv_forward_{variant}"),
+            getattr(cs231n, f"conv_backward_{variant}"),
+        )
+        out, cache = fwd(X, W, np.ones(4), conv_param)
+        teaching += [
+            (fwd, (X, W, np.ones(4), conv_param), {}, {0: "x", 1: "w", 2: "b"}),
+            (bwd, (out, cache), {}, {0: "dout"}),
+        ]
+    for variant in ("naive", "reshape", "im2col", "fast"):
+        fwd = getattr(cs231n, f"max_pool_forward_{variant}")
+        bwd = getattr(cs231n, f"max_pool_backward_{variant}")
+        out, cache = fwd(X, pool_param)
+        teaching += [
+            (fwd, (X, pool_param), {}, {0: "x"}),
+            (bwd, (out, cache), {}, {0: "dout"}),
+        ]
+    cols = cs231n.im2col_indices(X, 3, 3)
+    teaching += [
+        (cs231n.im2col_indices, (X, 3, 3), {}, {0: "x"}),
+        (cs231n.col2im_indices, (cols, X.shape, 3, 3), {}, {0: "cols"}),
+    ]
     return [
         *ranked,
+        *teaching,
         (convcore.conv, (X, W), {}, {0: "x", 1: "weight"}),
         (convcore.conv_backward, (Y, X, W), {}, {0: "grad_out", 1: "x", 2: "weight"}),
         (convcore.im2col, (X, 3), {}, {0: "x"}),
@@ -96,7 +126,7 @@ def test_the_table_calls_work(case):
 def test_a_missing_or_non_array_argument_is_a_type_error_naming_it(case, bad):
     func, args, kwargs, arrays = case
     for where, name in arrays.items():
-        if bad is None and name == "bias":
+        if bad is None and name in ("bias", "b"):
             continue  # bias=None means no bias
         call = list(args)
         call[where] = bad
@@ -115,6 +145,7 @@ def test_every_public_function_that_takes_an_array_is_in_the_table():
     covered = {case[0] for case in CASES}
     public = [getattr(convcore, n) for n in convcore.__all__]
     public += [getattr(matlab, n) for n in matlab.__all__]
+    public += [getattr(cs231n, n) for n in cs231n.__all__]
     missing = [
         f.__name__
         for f in public
