@@ -43,10 +43,11 @@ from convcore import (
     conv_geometry,
     im2col,
 )
+from convcore._drawing import _grid, _outline, _pixel_colors
 from convcore._registry import _DTYPE_NAMES
+from convcore.teaching import draw_im2col
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
@@ -401,128 +402,16 @@ def gemm_example(case: Case = CASES[0]) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------
 # pictures
 # ---------------------------------------------------------------------------
-_PAD_COLOR = (0.88, 0.88, 0.88, 1.0)
-
-
-def _pixel_colors(n: int) -> list[tuple[float, ...]]:
-    """A distinct, light colour per pixel number 1..n (index 0: padding)."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
-    colors = [_PAD_COLOR]
-    for k in range(n):
-        r, g, b, _ = cmap(k % 20)
-        colors.append((0.55 * r + 0.45, 0.55 * g + 0.45, 0.55 * b + 0.45, 1.0))
-    return colors
-
-
-def _grid(
-    ax: Axes,
-    labels: np.ndarray,
-    colors: Sequence[Sequence[tuple[float, ...]]],
-    *,
-    hatch: np.ndarray | None = None,
-    fontsize: float = 9,
-) -> None:
-    """Draw a matrix as coloured, labelled cells, row 0 at the top."""
-    from matplotlib.patches import Rectangle
-
-    n_rows, n_cols = labels.shape
-    for r in range(n_rows):
-        for c in range(n_cols):
-            ax.add_patch(
-                Rectangle(
-                    (c, r),
-                    1,
-                    1,
-                    facecolor=colors[r][c],
-                    edgecolor="white",
-                    linewidth=1.0,
-                    hatch="///" if hatch is not None and hatch[r, c] else None,
-                )
-            )
-            ax.text(
-                c + 0.5, r + 0.5, str(labels[r, c]), ha="center", va="center", fontsize=fontsize
-            )
-    ax.set_xlim(0, n_cols)
-    ax.set_ylim(n_rows, 0)
-    ax.set_aspect("equal")
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.tick_params(length=0, labelsize=fontsize - 1)
-
-
-def _outline(ax: Axes, x0: float, y0: float, width: float, height: float, color="black") -> None:
-    from matplotlib.patches import Rectangle
-
-    ax.add_patch(
-        Rectangle((x0, y0), width, height, fill=False, edgecolor=color, linewidth=2.5, zorder=5)
-    )
-
-
 def _im2col_figure(case: Case) -> Figure:
-    from matplotlib.figure import Figure
-
-    geom = case.geometry
-    h, w = case.input_size
-    kh, kw = case.kernel_size
-    top, bottom, left, right = geom.padding
-    ho, wo = geom.output_size
-    sh, sw = geom.stride
-    ids = pixel_ids(case)
-    colors = _pixel_colors(h * w)
-
-    padded = np.zeros((h + top + bottom, w + left + right), dtype=np.int64)
-    padded[top : top + h, left : left + w] = np.arange(1, h * w + 1).reshape(h, w)
-    pad_labels = np.where(padded > 0, padded.astype(str), "0")
-
-    fig = Figure(
-        figsize=(3.4 + 0.55 * (ids.shape[1] + padded.shape[1]), 1.2 + 0.45 * ids.shape[0]),
-        layout="constrained",
+    return draw_im2col(
+        case.input_size,
+        case.kernel_size,
+        stride=case.stride,
+        padding=case.padding,
+        highlight=case.highlight,
+        title=case.title,
+        backend=BACKEND,
     )
-    grid = fig.add_gridspec(1, 2, width_ratios=[padded.shape[1] + 1, ids.shape[1] + 2])
-    ax_in, ax_col = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
-
-    _grid(
-        ax_in,
-        pad_labels,
-        [[colors[v] for v in row] for row in padded],
-        hatch=padded == 0,
-    )
-    ax_in.set_xticks(
-        np.arange(padded.shape[1]) + 0.5, [str(c - left) for c in range(padded.shape[1])]
-    )
-    ax_in.set_yticks(
-        np.arange(padded.shape[0]) + 0.5, [str(r - top) for r in range(padded.shape[0])]
-    )
-    ax_in.set_xlabel("w")
-    ax_in.set_ylabel("h")
-    pad_note = "\nhatched: padding, reads 0" if any(geom.padding) else ""
-    ax_in.set_title(f"input x[0, 0]: {h}x{w}{pad_note}", fontsize=9)
-    oh, ow = divmod(case.highlight, wo)
-    _outline(ax_in, ow * sw, oh * sh, kw, kh)
-
-    _grid(ax_col, ids.astype(str), [[colors[v] for v in row] for row in ids], hatch=ids == 0)
-    ax_col.set_xticks(
-        np.arange(ids.shape[1]) + 0.5, [f"{k}\n({k // wo},{k % wo})" for k in range(ids.shape[1])]
-    )
-    ax_col.set_yticks(
-        np.arange(ids.shape[0]) + 0.5, [f"{r}: ({r // kw},{r % kw})" for r in range(ids.shape[0])]
-    )
-    ax_col.set_xlabel("column l = oh*Wo + ow   (oh, ow)")
-    ax_col.set_ylabel("row r = i*KW + j   (i, j)")
-    ax_col.set_title(
-        f"X_col = im2col(x, {case.kernel_size}, stride={case.stride}, "
-        f"padding={case.padding})[0]\n{kh * kw} x {ho * wo}",
-        fontsize=9,
-    )
-    _outline(ax_col, case.highlight, 0, 1, ids.shape[0])
-    fig.suptitle(
-        f"{case.title}: every receptive field becomes a column\n"
-        f"(outlined: column {case.highlight}, output position ({oh}, {ow}))",
-        fontsize=10,
-    )
-    return fig
 
 
 def _gemm_figure(case: Case) -> Figure:
