@@ -295,14 +295,6 @@ def _window_options(size, kernel_size, stride, dilation, kernel_name):
     return kernel, strides, dilations, k_eff
 
 
-def _numeric_padding(padding, nd: int, what: str) -> tuple[int, ...]:
-    """``padding`` as ``2 * nd`` ints; ``"same"`` is refused with the reason ``what``."""
-    pads = normalize_padding(padding, nd, same=False)
-    if pads == "same":
-        raise ValueError(f"padding must be {_padding_forms(nd, 'valid')}, got {padding!r}; {what}")
-    return pads
-
-
 def conv_geometry(
     input_size,
     kernel_size,
@@ -421,8 +413,11 @@ def pool_geometry(
     kernel_size : int or sequence of int
     stride : int or sequence of int, optional
         Defaults to ``kernel_size`` (PyTorch's rule).
-    padding : int or sequence of int, optional
-        As for :func:`conv_geometry`, except ``"same"``.
+    padding : int, sequence of int, "valid" or "same", optional
+        As for :func:`conv_geometry`.  ``"same"`` is TensorFlow's rule:
+        ``ceil(size / stride)`` windows per axis, the padding split evenly with
+        the odd cell after; it needs ``ceil_mode=False`` and is not bound by
+        ``limit_padding`` (every window still holds an input cell).
     dilation : int or sequence of int, optional
     ceil_mode : False, True or "cover_all", optional
         The output-size rule per axis, with ``e = dilation*(kernel - 1) + 1`` and
@@ -458,16 +453,25 @@ def pool_geometry(
     >>> g = pool_geometry((5, 5), 2, padding=1, ceil_mode="cover_all")
     >>> g.output_size, g.padding, g.overhang
     ((4, 4), (1, 2, 1, 2), (1, 1))
+    >>> pool_geometry((5, 6), 3, stride=2, padding="same").padding
+    (1, 1, 0, 1)
     """
     size = _spatial_size(input_size)
     nd = len(size)
     kernel, strides, dilations, k_eff = _window_options(
         size, kernel_size, kernel_size if stride is None else stride, dilation, kernel_name
     )
-    pads = _numeric_padding(padding, nd, "'same' is a convolution option, pooling follows PyTorch")
+    pads = normalize_padding(padding, nd)
     mode = _ceil_mode(ceil_mode)
     names = _axis_names(nd)
-    if limit_padding:
+    if pads == "same":
+        if mode is not False:
+            raise ValueError(
+                f"ceil_mode must be False with padding='same' (the padding is chosen so that "
+                f"the windows fit, output = ceil(size / stride)), got ceil_mode={ceil_mode!r}"
+            )
+        pads = tuple(p for n, k, st in zip(size, k_eff, strides) for p in _same_padding(n, k, st))
+    elif limit_padding:
         for i, k in enumerate(kernel):
             if max(pads[2 * i], pads[2 * i + 1]) > k // 2:
                 raise ValueError(
@@ -557,12 +561,19 @@ def conv_transpose_geometry(
     input_size : sequence of int
         ``(H, W)`` of the transposed convolution's input.
     kernel_size, stride, dilation : int or sequence of int
-    padding : int, sequence of int or "valid"
+    padding : int, sequence of int, "valid" or "same"
         Cropped from the full output, ``(before, after)`` per axis as for
-        :func:`conv_geometry`; ``"same"`` is refused.
+        :func:`conv_geometry`.  ``"valid"`` is 0 (PyTorch's ``padding=0``;
+        TensorFlow's ``"VALID"`` adds ``max(stride - kernel, 0)`` cells).
+        ``"same"`` gives an output of ``input_size * stride`` per axis, as
+        TensorFlow's and JAX's ``"SAME"``: the crop ``e - stride`` (``e`` the
+        dilated kernel size) is split evenly with the odd cell after, and where
+        the kernel is shorter than the stride the ``stride - e`` missing cells
+        become ``output_padding``.  It is the transpose of a convolution with
+        ``padding="same"`` on the ``input_size * stride`` image.
     output_padding : int or sequence of int, optional
         Added after the last row/column; smaller than ``stride`` or than
-        ``dilation`` on every axis (PyTorch's rule).
+        ``dilation`` on every axis (PyTorch's rule).  Must be 0 with ``"same"``.
 
     Returns
     -------
@@ -574,18 +585,24 @@ def conv_transpose_geometry(
     >>> g = conv_transpose_geometry((4, 4), 3, stride=2, padding=1, output_padding=1)
     >>> g.input_size, g.output_size
     ((8, 8), (4, 4))
+    >>> g = conv_transpose_geometry((4, 4), (4, 1), stride=2, padding="same")
+    >>> g.input_size, g.padding, g.output_padding
+    ((8, 8), (1, 1, 0, 0), (0, 1))
     """
     size = _spatial_size(input_size)
     nd = len(size)
     kernel, strides, dilations, k_eff = _window_options(
         size, kernel_size, stride, dilation, kernel_name
     )
-    pads = _numeric_padding(
-        padding,
-        nd,
-        "a transposed convolution's output size is set by stride, padding and output_padding",
-    )
+    pads = normalize_padding(padding, nd)
     out_pad = normalize_tuple(output_padding, nd, "output_padding", minimum=0)
+    if pads == "same":
+        if any(out_pad):
+            raise ValueError(
+                f"output_padding must be 0 with padding='same' (the output size is then "
+                f"input_size * stride), got output_padding={output_padding!r}"
+            )
+        pads, out_pad = _same_transpose_padding(k_eff, strides)
     for op, s, d in zip(out_pad, strides, dilations):
         if op >= s and op >= d:
             raise ValueError(
@@ -613,6 +630,26 @@ def conv_transpose_geometry(
     return ConvGeometry(
         tuple(image), kernel, strides, pads, dilations, windows, output_padding=out_pad
     )
+
+
+def _same_transpose_padding(k_eff, strides) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """TensorFlow / JAX "SAME" for a transposed convolution: output = input * stride.
+
+    The crop of the full output is the padding of the forward convolution with
+    ``padding="same"`` on the ``input * stride`` image: ``e - stride`` split
+    evenly, the odd cell after; a kernel shorter than the stride leaves
+    ``stride - e`` cells that output_padding adds.
+    """
+    pads, out_pad = [], []
+    for k, s in zip(k_eff, strides):
+        total = k - s
+        if total >= 0:
+            pads += [total // 2, total - total // 2]
+            out_pad.append(0)
+        else:
+            pads += [0, 0]
+            out_pad.append(-total)
+    return tuple(pads), tuple(out_pad)
 
 
 def conv_transpose_output_size(

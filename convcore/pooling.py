@@ -290,9 +290,11 @@ def max_pool(
         Window size, one number for every axis or one per axis.
     stride : int or tuple of int, optional
         Step between windows; defaults to ``kernel_size`` (as in PyTorch).
-    padding : int, tuple of int or (before, after) per axis, optional
+    padding : int, tuple of int, (before, after) per axis, "valid" or "same", optional
         Implicit padding with ``-inf``: a padding cell is never the maximum.
-        At most ``kernel_size // 2`` on every side (PyTorch's rule).
+        At most ``kernel_size // 2`` on every side (PyTorch's rule).  ``"same"``
+        is TensorFlow's: ``ceil(size / stride)`` windows, the odd padding cell
+        after (see :func:`convcore.pool_geometry`).
     dilation : int or tuple of int, optional
         Step between the taps of a window.
     ceil_mode : False, True or "cover_all", optional
@@ -638,8 +640,10 @@ def avg_pool(
         Window size.
     stride : int or tuple of int, optional
         Defaults to ``kernel_size``.
-    padding : int, tuple of int or (before, after) per axis, optional
-        Zero padding, at most ``kernel_size // 2`` on every side.
+    padding : int, tuple of int, (before, after) per axis, "valid" or "same", optional
+        Zero padding, at most ``kernel_size // 2`` on every side; ``"same"`` is
+        TensorFlow's rule (whose average does not count the padding: pass
+        ``count_include_pad=False`` for its numbers).
     ceil_mode : False, True or "cover_all", optional
         Output size rule, see :func:`convcore.pool_output_size`.
     count_include_pad : bool, optional

@@ -249,11 +249,13 @@ def conv_transpose(
         being transposed (``F = C_in`` filters over ``C_out`` channels).
     bias : array, shape (C_out,), optional
     stride, dilation : int or tuple of int, optional
-    padding : int, tuple of int, (before, after) per axis or "valid"
+    padding : int, tuple of int, (before, after) per axis, "valid" or "same"
         Cropped from the full output: ``padding=p`` is PyTorch's (``p`` on every
         side); ``(before, after)`` per axis (``(top, bottom, left, right)`` in
         2-D) crops each side separately, which is the transpose of
-        :func:`convcore.conv` with that padding.  ``"same"`` is refused.
+        :func:`convcore.conv` with that padding.  ``"same"`` gives
+        ``input_size * stride`` per axis (TensorFlow's and JAX's ``"SAME"``; see
+        :func:`convcore.conv_transpose_geometry`).
     output_padding : int or tuple of int, optional
         Added after the last row/column, to pick the output size when several map
         onto the same input size under the strided convolution.  Must be smaller

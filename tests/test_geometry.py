@@ -398,7 +398,11 @@ def test_pool_geometry_overhang_and_defaults():
     ("kwargs", "exc", "pattern"),
     [
         ({"padding": 2}, ValueError, r"padding must be at most half the kernel size"),
-        ({"padding": "same"}, ValueError, r"'same' is a convolution option"),
+        (
+            {"padding": "same", "ceil_mode": "cover_all"},
+            ValueError,
+            r"ceil_mode must be False with padding='same'",
+        ),
         ({"ceil_mode": "seed"}, ValueError, r"ceil_mode='seed' is now called 'cover_all'"),
         ({"ceil_mode": "yes"}, ValueError, r"ceil_mode must be False, True or 'cover_all'"),
         ({"ceil_mode": 1}, TypeError, r"ceil_mode must be"),
@@ -479,12 +483,12 @@ def test_lifted_geometry_keeps_the_windows():
     [
         (lambda: conv_output_size((5,), 3, padding=(1, 2, 3)),
          "padding must be an int, (before, after), 'valid' or 'same', got (1, 2, 3)"),
-        (lambda: pool_output_size((5, 5), 2, padding="same"),
-         "padding must be an int, 2 ints (per axis), 4 ints (top, bottom, left, right) or "
-         "'valid', got 'same'; 'same' is a convolution option"),
+        (lambda: pool_output_size((5, 5), 2, padding="full"),
+         "padding must be an int, 2 ints (per axis), 4 ints (top, bottom, left, right), "
+         "'valid' or 'same', got 'full'"),
         (lambda: conv_transpose_output_size((5, 5, 5), 2, padding="full"),
-         "padding must be an int, 3 ints (per axis), 6 ints (before, after per axis) or "
-         "'valid', got 'full'"),
+         "padding must be an int, 3 ints (per axis), 6 ints (before, after per axis), "
+         "'valid' or 'same', got 'full'"),
     ],
 )  # fmt: skip
 def test_padding_errors_list_the_forms_the_operator_takes(call, message):

@@ -1187,10 +1187,11 @@ ERRORS = [
     ("pad_gt_half_1d_after", avg_pool1d, (X1, 4), dict(padding=(0, 3)), ValueError,
      r"got padding=\(0, 3\) with kernel_size=\(4,\)"),
     ("pad_negative", avg_pool2d, (X, 2), dict(padding=-1), ValueError, r"padding must be >= 0"),
-    ("pad_same", max_pool2d, (X, 3), dict(padding="same"), ValueError, r"padding must be .*'same'"),
+    ("same_ceil", max_pool2d, (X, 3), dict(padding="same", ceil_mode=True), ValueError,
+     r"ceil_mode must be False with padding='same'"),
     ("pad_len_3d", avg_pool3d, (X3, 2), dict(padding=(1, 1, 1, 1)), ValueError,
      r"padding must be an int, 3 ints \(per axis\), 6 ints \(before, after per axis\) or "
-     r"'valid', got \(1, 1, 1, 1\)"),
+     r"'valid' or 'same', got \(1, 1, 1, 1\)"),
     ("x_3d", max_pool2d, (np.ones((1, 4, 4)), 2), {}, ValueError,
      r"x must be 4-D \(N, C, H, W\), got shape \(1, 4, 4\)"),
     ("x_4d_for_3d", max_pool3d, (X, 2), {}, ValueError,

@@ -1021,7 +1021,12 @@ ERROR_CASES = [
         r"\boutput_padding\b.*2 ints.*3 entries",
         id="op-length-3",
     ),
-    pytest.param({"padding": "same"}, ValueError, r"\bpadding\b.*'same'", id="padding-same"),
+    pytest.param(
+        {"padding": "same", "output_padding": 1},
+        ValueError,
+        r"\boutput_padding\b must be 0 with padding='same'",
+        id="same-with-output-padding",
+    ),
     pytest.param({"padding": -1}, ValueError, r"\bpadding\b.*-1", id="padding-negative"),
     pytest.param(
         {"padding": (3, 0)}, ValueError, r"\bpadding\b.*height.*= -1", id="padding-crops-all"
@@ -1124,7 +1129,7 @@ ND_ERROR_CASES = [
         (2, 4, 3),
         (4, 3, 3),
         {"padding": (1, 2, 3)},
-        r"padding must be an int, \(before, after\) or 'valid', got \(1, 2, 3\)",
+        r"padding must be an int, \(before, after\), 'valid' or 'same', got \(1, 2, 3\)",
         id="1d-padding-length",
     ),
     pytest.param(
@@ -1140,7 +1145,7 @@ ND_ERROR_CASES = [
         (2, 4, 2, 2, 2),
         (4, 3, 2, 2, 2),
         {"padding": (0, 0, 0, 0, 0)},
-        r"padding must be an int, 3 ints \(per axis\), 6 ints \(before, after per axis\) or",
+        r"padding must be an int, 3 ints \(per axis\), 6 ints \(before, after per axis\), 'valid'",
         id="3d-padding-length",
     ),
     pytest.param(
