@@ -13,6 +13,7 @@ from math import prod
 from typing import Any
 
 from ._dispatch import resolve_backend, select
+from ._padmodes import check_padding_mode, fold, pad, padded_geometry
 from ._validation import (
     Layout,
     check_floating,
@@ -57,6 +58,7 @@ def im2col(
     stride=1,
     padding=0,
     dilation=1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> Array:
@@ -77,6 +79,11 @@ def im2col(
         Zero padding; ``"same"`` follows TensorFlow/JAX (also with stride > 1).
         In N-d: one int, ``nd`` ints, ``2*nd`` ints (before, after per axis) or
         ``nd`` pairs.
+    padding_mode : str, optional
+        What the padding holds: ``"zeros"`` (default), ``"reflect"`` (mirrored,
+        edge not repeated), ``"symmetric"`` (mirrored, edge repeated: MATLAB
+        ``padarray``'s), ``"replicate"`` (the edge repeated) or ``"circular"``
+        (wrapped around), as in ``numpy.pad`` / ``torch.nn.functional.pad``.
     layout : str, optional
         Axis order of ``x``: ``"NCHW"`` (default, ``"channels_first"``),
         ``"NHWC"`` (``"channels_last"``), ``"NWC"``, ``"NDHWC"``, ...  The
@@ -113,6 +120,7 @@ def im2col(
            [2, 3, 4]])
     """
     xp = namespace(x=x)
+    mode = check_padding_mode(padding_mode)
     nd = spatial_rank("x", x)
     lay = Layout(layout, nd)
     check_ndim("x", x, lay.labels)
@@ -126,6 +134,8 @@ def im2col(
     if n == 0:
         return zeros(xp, (0, c * geom.kernel_numel, geom.output_numel), x)
     (xc,) = plan.cast(xp, x)
+    if mode != "zeros":
+        xc, geom = pad(xp, xc, geom, mode)
     return plan.uncast(xp, x.dtype, plan.im2col(xp, xc, geom))
 
 
@@ -138,6 +148,7 @@ def col2im(
     stride=1,
     padding=0,
     dilation=1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> Array:
@@ -155,8 +166,10 @@ def col2im(
     input_size : tuple of int
         ``(H, W)`` of the unpadded image to rebuild (``(W,)`` in 1-D,
         ``(D, H, W)`` in 3-D).
-    kernel_size, stride, padding, dilation, backend
-        As for :func:`im2col`; they must describe the same geometry.
+    kernel_size, stride, padding, dilation, padding_mode, backend
+        As for :func:`im2col`; they must describe the same geometry.  With a
+        ``padding_mode`` other than zeros, the entries that :func:`im2col` read
+        from the border are added onto the pixels the border holds (the adjoint).
     layout : str, optional
         Axis order of the result, as for :func:`im2col`.
 
@@ -171,6 +184,7 @@ def col2im(
     reshape_gemm_output : the plain reshape the seed document calls "col2im".
     """
     xp = namespace(cols=cols)
+    mode = check_padding_mode(padding_mode)
     check_ndim("cols", cols, "N, C*KH*KW, L")
     if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__"):
         raise TypeError(
@@ -198,7 +212,11 @@ def col2im(
     if n == 0:
         return lay.from_first(xp, zeros(xp, (0, rows // k, *geom.input_size), cols))
     (cc,) = plan.cast(xp, cols)
-    return lay.from_first(xp, plan.uncast(xp, cols.dtype, plan.col2im(xp, cc, geom)))
+    if mode == "zeros":
+        img = plan.col2im(xp, cc, geom)
+    else:
+        img = fold(xp, plan.col2im(xp, cc, padded_geometry(geom)), geom, mode)
+    return lay.from_first(xp, plan.uncast(xp, cols.dtype, img))
 
 
 def reshape_gemm_output(y: Array, /, output_size) -> Array:
@@ -286,7 +304,10 @@ def _conv_setup(
     return xp, geom, groups, lay, x, weight, bias, grad_out
 
 
-def _run_conv(func, x, weight, bias, stride, padding, dilation, groups, layout, backend, nd):
+def _run_conv(
+    func, x, weight, bias, stride, padding, dilation, groups, layout, backend, nd, padding_mode
+):
+    mode = check_padding_mode(padding_mode)
     xp, geom, groups, lay, xf, weight, bias, _ = _conv_setup(
         func, x, weight, bias, groups, stride, padding, dilation, layout, nd
     )
@@ -295,13 +316,16 @@ def _run_conv(func, x, weight, bias, stride, padding, dilation, groups, layout, 
     if n == 0:
         return lay.from_first(xp, zeros(xp, (0, f, *geom.output_size), xf))
     xc, wc, bc = plan.cast(xp, xf, weight, bias)
+    if mode != "zeros":
+        xc, geom = pad(xp, xc, geom, mode)
     out = plan.conv(xp, xc, wc, bc, geom, groups)
     return lay.from_first(xp, plan.uncast(xp, xf.dtype, out))
 
 
 def _run_conv_backward(
-    func, grad_out, x, weight, stride, padding, dilation, groups, layout, backend, nd
+    func, grad_out, x, weight, stride, padding, dilation, groups, layout, backend, nd, padding_mode
 ):
+    mode = check_padding_mode(padding_mode)
     xp, geom, groups, lay, xf, weight, _, gf = _conv_setup(
         func, x, weight, None, groups, stride, padding, dilation, layout, nd, grad_out=grad_out
     )
@@ -313,7 +337,12 @@ def _run_conv_backward(
             zeros(xp, (weight.shape[0],), xf),
         )
     gc, xc, wc = plan.cast(xp, gf, xf, weight)
-    dx, dw, db = plan.conv_backward(xp, gc, xc, wc, geom, groups)
+    if mode == "zeros":
+        dx, dw, db = plan.conv_backward(xp, gc, xc, wc, geom, groups)
+    else:
+        xc, padded = pad(xp, xc, geom, mode)
+        dx, dw, db = plan.conv_backward(xp, gc, xc, wc, padded, groups)
+        dx = fold(xp, dx, geom, mode)
     dx, dw, db = (plan.uncast(xp, x.dtype, a) for a in (dx, dw, db))
     return lay.from_first(xp, dx), dw, db
 
@@ -328,6 +357,7 @@ def conv(
     padding=0,
     dilation=1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> Array:
@@ -344,6 +374,11 @@ def conv(
     padding : int, tuple of int, pairs, "valid" or "same"
         Zero padding: one int, one per axis, ``(before, after)`` per axis or
         pairs; ``"same"`` follows TensorFlow/JAX (also with stride > 1).
+    padding_mode : str, optional
+        What the padding holds: ``"zeros"`` (default), ``"reflect"`` (mirrored,
+        edge not repeated), ``"symmetric"`` (mirrored, edge repeated: MATLAB
+        ``padarray``'s), ``"replicate"`` (the edge repeated) or ``"circular"``
+        (wrapped around), as in ``numpy.pad`` / ``torch.nn.functional.pad``.
     groups : int, optional
         Split channels and filters into ``groups`` independent convolutions.
     layout : str, optional
@@ -362,7 +397,18 @@ def conv(
     conv1d, conv2d, conv3d : the same with the rank checked.
     """
     return _run_conv(
-        "conv", x, weight, bias, stride, padding, dilation, groups, layout, backend, None
+        "conv",
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+        layout,
+        backend,
+        None,
+        padding_mode,
     )
 
 
@@ -376,6 +422,7 @@ def conv_backward(
     padding=0,
     dilation=1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> tuple[Array, Array, Array]:
@@ -387,7 +434,7 @@ def conv_backward(
         Gradient of the loss with respect to the convolution's output.
     x, weight
         The forward inputs.
-    stride, padding, dilation, groups, layout, backend
+    stride, padding, dilation, groups, padding_mode, layout, backend
         The forward options.
 
     Returns
@@ -411,6 +458,7 @@ def conv_backward(
         layout,
         backend,
         None,
+        padding_mode,
     )
 
 
@@ -424,6 +472,7 @@ def conv1d(
     padding=0,
     dilation=1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> Array:
@@ -462,7 +511,18 @@ def conv1d(
     (1, 2, 10)
     """
     return _run_conv(
-        "conv1d", x, weight, bias, stride, padding, dilation, groups, layout, backend, 1
+        "conv1d",
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+        layout,
+        backend,
+        1,
+        padding_mode,
     )
 
 
@@ -476,6 +536,7 @@ def conv1d_backward(
     padding=0,
     dilation=1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> tuple[Array, Array, Array]:
@@ -511,6 +572,7 @@ def conv1d_backward(
         layout,
         backend,
         1,
+        padding_mode,
     )
 
 
@@ -524,6 +586,7 @@ def conv2d(
     padding=0,
     dilation=1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> Array:
@@ -565,7 +628,18 @@ def conv2d(
     (1, 5, 5, 2)
     """
     return _run_conv(
-        "conv2d", x, weight, bias, stride, padding, dilation, groups, layout, backend, 2
+        "conv2d",
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+        layout,
+        backend,
+        2,
+        padding_mode,
     )
 
 
@@ -579,6 +653,7 @@ def conv2d_backward(
     padding=0,
     dilation=1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> tuple[Array, Array, Array]:
@@ -614,6 +689,7 @@ def conv2d_backward(
         layout,
         backend,
         2,
+        padding_mode,
     )
 
 
@@ -627,6 +703,7 @@ def conv3d(
     padding=0,
     dilation=1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> Array:
@@ -665,7 +742,18 @@ def conv3d(
     (1, 2, 2, 3, 4)
     """
     return _run_conv(
-        "conv3d", x, weight, bias, stride, padding, dilation, groups, layout, backend, 3
+        "conv3d",
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+        layout,
+        backend,
+        3,
+        padding_mode,
     )
 
 
@@ -679,6 +767,7 @@ def conv3d_backward(
     padding=0,
     dilation=1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     layout: str = "channels_first",
     backend: str | None = None,
 ) -> tuple[Array, Array, Array]:
@@ -714,4 +803,5 @@ def conv3d_backward(
         layout,
         backend,
         3,
+        padding_mode,
     )

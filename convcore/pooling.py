@@ -36,6 +36,7 @@ from typing import Any
 import array_api_compat
 
 from ._dispatch import Plan, select
+from ._padmodes import check_padding_mode, fold, original_index, pad, padded_geometry
 from ._validation import Layout, flag, image_input, zeros
 from .geometry import ConvGeometry, normalize_tuple, pool_geometry, pool_output_size
 
@@ -225,14 +226,29 @@ def _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode) -> Conv
 
 
 def _max_pool(
-    func, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout, backend, nd
+    func,
+    x,
+    kernel_size,
+    stride,
+    padding,
+    dilation,
+    ceil_mode,
+    return_indices,
+    layout,
+    backend,
+    nd,
+    padding_mode,
 ):
     xp, lay, xf = image_input(func, "x", x, layout, nd)
+    mode = check_padding_mode(padding_mode)
     geom = _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode)
     return_indices = flag("return_indices", return_indices)
     plan = select("max_pool", xp, xf, backend, geom.nd)
     n, c = xf.shape[0], xf.shape[1]
     (xc,) = plan.cast(xp, xf)
+    full = geom
+    if mode != "zeros":
+        xc, geom = pad(xp, xc, geom, mode)
     cols = _columns(xp, plan, xc, geom)
     dev = array_api_compat.device(x)
     valid, flat = _tap_tables(xp, geom, dev)
@@ -244,25 +260,45 @@ def _max_pool(
     zero = xp.zeros((), dtype=xp.int64, device=dev)
     index = xp.sum(xp.where(choice, flat, zero), axis=2)
     index = xp.where(xp.any(choice, axis=2), index, zero - 1)
+    if mode != "zeros":
+        index = original_index(xp, index, full, mode)
     return out, lay.from_first(xp, xp.reshape(index, (n, c, *geom.output_size)))
 
 
 def _max_pool_backward(
-    func, grad_out, x, kernel_size, stride, padding, dilation, ceil_mode, layout, backend, nd
+    func,
+    grad_out,
+    x,
+    kernel_size,
+    stride,
+    padding,
+    dilation,
+    ceil_mode,
+    layout,
+    backend,
+    nd,
+    padding_mode,
 ):
     xp, lay, xf, grad_out = image_input(func, "x", x, layout, nd, grad_out=grad_out)
+    mode = check_padding_mode(padding_mode)
     geom = _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode)
     n, c = xf.shape[0], xf.shape[1]
     _check_grad_out(grad_out, lay.shape_from_first((n, c, *geom.output_size)), lay)
     plan = select("max_pool_backward", xp, xf, backend, geom.nd)
     xc, gc = plan.cast(xp, xf, lay.to_first(xp, grad_out))
+    full = geom
+    if mode != "zeros":
+        xc, geom = pad(xp, xc, geom, mode)
     cols = _columns(xp, plan, xc, geom)
     valid, _ = _tap_tables(xp, geom, array_api_compat.device(x))
     _, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
     choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
     g = xp.reshape(gc, (n, c, 1, geom.output_numel))
     dcols = xp.where(choice, g, zeros(xp, (), gc))
-    return lay.from_first(xp, plan.uncast(xp, x.dtype, _fold(xp, plan, dcols, geom)))
+    dx = _fold(xp, plan, dcols, geom)
+    if mode != "zeros":
+        dx = fold(xp, dx, full, mode)
+    return lay.from_first(xp, plan.uncast(xp, x.dtype, dx))
 
 
 def max_pool(
@@ -275,6 +311,7 @@ def max_pool(
     ceil_mode=False,
     return_indices=False,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ):
@@ -295,6 +332,11 @@ def max_pool(
         At most ``kernel_size // 2`` on every side (PyTorch's rule).  ``"same"``
         is TensorFlow's: ``ceil(size / stride)`` windows, the odd padding cell
         after (see :func:`convcore.pool_geometry`).
+    padding_mode : str, optional
+        ``"zeros"`` (default: the implicit ``-inf`` above), or ``"reflect"``,
+        ``"symmetric"``, ``"replicate"``, ``"circular"``: the padding holds
+        pixels of ``x`` (as ``numpy.pad`` would put them there) and can be the
+        maximum; ``indices`` then point at the pixel itself.
     dilation : int or tuple of int, optional
         Step between the taps of a window.
     ceil_mode : False, True or "cover_all", optional
@@ -331,7 +373,7 @@ def max_pool(
     """
     return _max_pool(
         "max_pool", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        layout, backend, None,
+        layout, backend, None, padding_mode,
     )  # fmt: skip
 
 
@@ -345,6 +387,7 @@ def max_pool_backward(
     dilation=1,
     ceil_mode=False,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
@@ -362,7 +405,7 @@ def max_pool_backward(
         device of ``x``, in ``layout``'s order.
     x : array, shape (N, C, *spatial)
         The forward input (the chosen taps are recomputed from it).
-    kernel_size, stride, padding, dilation, ceil_mode, layout, backend
+    kernel_size, stride, padding, dilation, ceil_mode, padding_mode, layout, backend
         The forward options.
 
     Returns
@@ -371,7 +414,7 @@ def max_pool_backward(
     """
     return _max_pool_backward(
         "max_pool_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
-        layout, backend, None,
+        layout, backend, None, padding_mode,
     )  # fmt: skip
 
 
@@ -385,6 +428,7 @@ def max_pool1d(
     ceil_mode=False,
     return_indices=False,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ):
@@ -401,7 +445,7 @@ def max_pool1d(
     """
     return _max_pool(
         "max_pool1d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        layout, backend, 1,
+        layout, backend, 1, padding_mode,
     )  # fmt: skip
 
 
@@ -415,6 +459,7 @@ def max_pool2d(
     ceil_mode=False,
     return_indices=False,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ):
@@ -439,7 +484,7 @@ def max_pool2d(
     """
     return _max_pool(
         "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        layout, backend, 2,
+        layout, backend, 2, padding_mode,
     )  # fmt: skip
 
 
@@ -453,6 +498,7 @@ def max_pool3d(
     ceil_mode=False,
     return_indices=False,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ):
@@ -469,7 +515,7 @@ def max_pool3d(
     """
     return _max_pool(
         "max_pool3d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        layout, backend, 3,
+        layout, backend, 3, padding_mode,
     )  # fmt: skip
 
 
@@ -483,13 +529,14 @@ def max_pool1d_backward(
     dilation=1,
     ceil_mode=False,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
     """Gradient of :func:`max_pool1d` with respect to its input; see :func:`max_pool_backward`."""
     return _max_pool_backward(
         "max_pool1d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
-        layout, backend, 1,
+        layout, backend, 1, padding_mode,
     )  # fmt: skip
 
 
@@ -503,6 +550,7 @@ def max_pool2d_backward(
     dilation=1,
     ceil_mode=False,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
@@ -519,7 +567,7 @@ def max_pool2d_backward(
     """
     return _max_pool_backward(
         "max_pool2d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
-        layout, backend, 2,
+        layout, backend, 2, padding_mode,
     )  # fmt: skip
 
 
@@ -533,13 +581,14 @@ def max_pool3d_backward(
     dilation=1,
     ceil_mode=False,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
     """Gradient of :func:`max_pool3d` with respect to its input; see :func:`max_pool_backward`."""
     return _max_pool_backward(
         "max_pool3d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
-        layout, backend, 3,
+        layout, backend, 3, padding_mode,
     )  # fmt: skip
 
 
@@ -552,15 +601,18 @@ def _avg_geometry(size, kernel_size, stride, padding, ceil_mode) -> ConvGeometry
 
 def _avg_pool(
     func, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-    layout, backend, nd,
+    layout, backend, nd, padding_mode,
 ):  # fmt: skip
     xp, lay, xf = image_input(func, "x", x, layout, nd)
+    mode = check_padding_mode(padding_mode)
     geom = _avg_geometry(tuple(xf.shape[2:]), kernel_size, stride, padding, ceil_mode)
     include = flag("count_include_pad", count_include_pad)
     override = _divisor(divisor_override)
     plan = select("avg_pool", xp, xf, backend, geom.nd)
     n, c = xf.shape[0], xf.shape[1]
     (xc,) = plan.cast(xp, xf)
+    if mode != "zeros":
+        xc, geom = pad(xp, xc, geom, mode)  # the border holds pixels: all of it is counted
     cols = _columns(xp, plan, xc, geom)
     acc = _accumulator(xp, xc.dtype)
     total = xp.sum(cols, axis=2, dtype=acc)
@@ -595,9 +647,10 @@ def _input_size(func: str, input_size, grad_out, lay: Layout) -> tuple[int, ...]
 
 def _avg_pool_backward(
     func, grad_out, input_size, kernel_size, stride, padding, ceil_mode, count_include_pad,
-    divisor_override, layout, backend, nd,
+    divisor_override, layout, backend, nd, padding_mode,
 ):  # fmt: skip
     xp, lay, gf = image_input(func, "grad_out", grad_out, layout, nd)
+    mode = check_padding_mode(padding_mode)
     size = _input_size(func, input_size, gf, lay)
     geom = _avg_geometry(size, kernel_size, stride, padding, ceil_mode)
     include = flag("count_include_pad", count_include_pad)
@@ -606,13 +659,18 @@ def _avg_pool_backward(
     _check_grad_out(grad_out, lay.shape_from_first((n, c, *geom.output_size)), lay)
     plan = select("avg_pool_backward", xp, gf, backend, geom.nd)
     (gc,) = plan.cast(xp, gf)
+    full = geom
+    if mode != "zeros":
+        geom = padded_geometry(geom)
     acc = _accumulator(xp, gc.dtype)
     dev = array_api_compat.device(grad_out)
     g = xp.reshape(xp.astype(gc, acc), (n, c, 1, geom.output_numel))
     g = xp.astype(g / _divisors(xp, geom, include, override, acc, dev), gc.dtype)
     dcols = xp.broadcast_to(g, (n, c, geom.kernel_numel, geom.output_numel))
-    dx = plan.uncast(xp, grad_out.dtype, _fold(xp, plan, dcols, geom))
-    return lay.from_first(xp, dx)
+    dx = _fold(xp, plan, dcols, geom)
+    if mode != "zeros":
+        dx = fold(xp, dx, full, mode)
+    return lay.from_first(xp, plan.uncast(xp, grad_out.dtype, dx))
 
 
 def avg_pool(
@@ -625,6 +683,7 @@ def avg_pool(
     count_include_pad=True,
     divisor_override=None,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
@@ -644,6 +703,11 @@ def avg_pool(
         Zero padding, at most ``kernel_size // 2`` on every side; ``"same"`` is
         TensorFlow's rule (whose average does not count the padding: pass
         ``count_include_pad=False`` for its numbers).
+    padding_mode : str, optional
+        ``"zeros"`` (default), or ``"reflect"``, ``"symmetric"``,
+        ``"replicate"``, ``"circular"``: the padding holds pixels of ``x`` and
+        is always counted (``count_include_pad`` has no effect; a ceil window's
+        overhang is still not counted).
     ceil_mode : False, True or "cover_all", optional
         Output size rule, see :func:`convcore.pool_output_size`.
     count_include_pad : bool, optional
@@ -672,7 +736,7 @@ def avg_pool(
     """
     return _avg_pool(
         "avg_pool", x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-        divisor_override, layout, backend, None,
+        divisor_override, layout, backend, None, padding_mode,
     )  # fmt: skip
 
 
@@ -687,6 +751,7 @@ def avg_pool_backward(
     count_include_pad=True,
     divisor_override=None,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
@@ -704,8 +769,8 @@ def avg_pool_backward(
     input_size : tuple of int
         The forward input's spatial size, or its whole shape in ``layout``'s
         order (``x.shape`` works).
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout, backend
-        The forward options.
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, padding_mode
+        The forward options (and ``layout``, ``backend``).
 
     Returns
     -------
@@ -714,7 +779,7 @@ def avg_pool_backward(
     """
     return _avg_pool_backward(
         "avg_pool_backward", grad_out, input_size, kernel_size, stride, padding, ceil_mode,
-        count_include_pad, divisor_override, layout, backend, None,
+        count_include_pad, divisor_override, layout, backend, None, padding_mode,
     )  # fmt: skip
 
 
@@ -728,6 +793,7 @@ def avg_pool1d(
     count_include_pad=True,
     divisor_override=None,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
@@ -744,7 +810,7 @@ def avg_pool1d(
     """
     return _avg_pool(
         "avg_pool1d", x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-        divisor_override, layout, backend, 1,
+        divisor_override, layout, backend, 1, padding_mode,
     )  # fmt: skip
 
 
@@ -758,6 +824,7 @@ def avg_pool2d(
     count_include_pad=True,
     divisor_override=None,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
@@ -780,7 +847,7 @@ def avg_pool2d(
     """
     return _avg_pool(
         "avg_pool2d", x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-        divisor_override, layout, backend, 2,
+        divisor_override, layout, backend, 2, padding_mode,
     )  # fmt: skip
 
 
@@ -794,6 +861,7 @@ def avg_pool3d(
     count_include_pad=True,
     divisor_override=None,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
@@ -810,7 +878,7 @@ def avg_pool3d(
     """
     return _avg_pool(
         "avg_pool3d", x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-        divisor_override, layout, backend, 3,
+        divisor_override, layout, backend, 3, padding_mode,
     )  # fmt: skip
 
 
@@ -825,13 +893,14 @@ def avg_pool1d_backward(
     count_include_pad=True,
     divisor_override=None,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
     """Gradient of :func:`avg_pool1d` with respect to its input; see :func:`avg_pool_backward`."""
     return _avg_pool_backward(
         "avg_pool1d_backward", grad_out, input_size, kernel_size, stride, padding, ceil_mode,
-        count_include_pad, divisor_override, layout, backend, 1,
+        count_include_pad, divisor_override, layout, backend, 1, padding_mode,
     )  # fmt: skip
 
 
@@ -846,6 +915,7 @@ def avg_pool2d_backward(
     count_include_pad=True,
     divisor_override=None,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
@@ -862,7 +932,7 @@ def avg_pool2d_backward(
     """
     return _avg_pool_backward(
         "avg_pool2d_backward", grad_out, input_size, kernel_size, stride, padding, ceil_mode,
-        count_include_pad, divisor_override, layout, backend, 2,
+        count_include_pad, divisor_override, layout, backend, 2, padding_mode,
     )  # fmt: skip
 
 
@@ -877,13 +947,14 @@ def avg_pool3d_backward(
     count_include_pad=True,
     divisor_override=None,
     *,
+    padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
 ) -> Array:
     """Gradient of :func:`avg_pool3d` with respect to its input; see :func:`avg_pool_backward`."""
     return _avg_pool_backward(
         "avg_pool3d_backward", grad_out, input_size, kernel_size, stride, padding, ceil_mode,
-        count_include_pad, divisor_override, layout, backend, 3,
+        count_include_pad, divisor_override, layout, backend, 3, padding_mode,
     )  # fmt: skip
 
 

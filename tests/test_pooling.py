@@ -1190,7 +1190,7 @@ ERRORS = [
     ("same_ceil", max_pool2d, (X, 3), dict(padding="same", ceil_mode=True), ValueError,
      r"ceil_mode must be False with padding='same'"),
     ("pad_len_3d", avg_pool3d, (X3, 2), dict(padding=(1, 1, 1, 1)), ValueError,
-     r"padding must be an int, 3 ints \(per axis\), 6 ints \(before, after per axis\) or "
+     r"padding must be an int, 3 ints \(per axis\), 6 ints \(before, after per axis\), "
      r"'valid' or 'same', got \(1, 1, 1, 1\)"),
     ("x_3d", max_pool2d, (np.ones((1, 4, 4)), 2), {}, ValueError,
      r"x must be 4-D \(N, C, H, W\), got shape \(1, 4, 4\)"),
