@@ -27,6 +27,7 @@ its dtype.  This module is the only part of convcore that imports torch, and
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from typing import Any
 
@@ -39,7 +40,6 @@ from . import _api, pooling, transpose
 from ._config import requested_backend
 from ._validation import Layout
 from .errors import BackendUnavailableError
-from .geometry import conv_geometry
 
 __all__ = [
     "avg_pool",
@@ -146,8 +146,7 @@ def _to_tensor(a, like: Tensor, inputs=()) -> Tensor:
         if any(cupy.may_share_memory(a, b) for b in inputs):
             a = a.copy()
         t = torch.from_dlpack(a)
-    dtype = torch.float32 if like.dtype == torch.bfloat16 else None
-    if dtype is not None and t.dtype == dtype:
+    if like.dtype == torch.bfloat16 and t.dtype == torch.float32:
         t = t.to(torch.bfloat16)  # computed in float32, rounded back once
     return t
 
@@ -165,22 +164,23 @@ def _on(device):
         yield
 
 
-def _float(a) -> bool:
-    return a.dtype in (np.float32, np.float64)
-
-
 # ---------------------------------------------------------------------------
 # one call: arguments, conversion, the NumPy-level function
 # ---------------------------------------------------------------------------
 _POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
 
 
+@functools.cache
+def _positional_only(func) -> tuple[str, ...]:
+    sig = inspect.signature(func)
+    return tuple(n for n, p in sig.parameters.items() if p.kind is _POSITIONAL_ONLY)
+
+
 def _call(func, params: dict):
     """``func`` called with ``params`` (name -> value), positional-only ones by position."""
-    sig = inspect.signature(func)
-    args = [params[n] for n, p in sig.parameters.items() if p.kind is _POSITIONAL_ONLY]
-    kwargs = {n: v for n, v in params.items() if sig.parameters[n].kind is not _POSITIONAL_ONLY}
-    return func(*args, **kwargs)
+    names = _positional_only(func)
+    kwargs = {n: v for n, v in params.items() if n not in names}
+    return func(*(params[n] for n in names), **kwargs)
 
 
 class _Call:
@@ -301,7 +301,7 @@ def _doc(func) -> str:
 # the autograd Functions
 # ---------------------------------------------------------------------------
 class _Conv(torch.autograd.Function):
-    """conv forward; backward: conv_backward (or the parts of it that are asked for)."""
+    """conv forward; backward: conv_backward (db alone: a sum)."""
 
     @staticmethod
     def forward(ctx, call, x, weight, bias):
@@ -317,18 +317,25 @@ class _Conv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[1:4]
         lay = Layout(call.option("layout"), x.ndim - 2)
-        dx = dw = db = None
-        if need_x and need_w:
-            dx, dw, db = call.backward(
-                _BACKWARD[call.func], {"grad_out": grad_out, "x": x, "weight": weight}, x, "bias"
-            )
-        elif need_x:
-            dx = _conv_input_grad(call, lay, grad_out, x, weight)
-        elif need_w:
-            dw = _conv_weight_grad(call, lay, grad_out, x, weight)
-        if need_b and db is None:
-            db = _bias_grad(grad_out, lay)
-        return None, dx, dw, db if need_b else None
+        return (None, *_backward(call, grad_out, x, weight, need_x, need_w, need_b, lay))
+
+
+def _backward(call: _Call, grad_out, x, weight, need_x, need_w, need_b, lay: Layout):
+    """``(dx, dw, db)`` of a convolution or transposed convolution, None where not needed.
+
+    convcore's backward operator computes the three together, and its backends
+    share the work between them (one pass over ``grad_out``); computing dx or dw
+    alone with other operators was measured slower than the whole backward (the
+    32x64x28x28 3x3 layer on the numba backend: dx alone through conv_transpose
+    about 4x, dw alone through im2col and a GEMM about 2x the time of all three).
+    So the backward operator runs whenever dx or dw is needed, and ``db`` alone (a
+    frozen layer's bias) is a sum of ``grad_out``.
+    """
+    if need_x or need_w:
+        tensors = {"grad_out": grad_out, "x": x, "weight": weight}
+        dx, dw, db = call.backward(_BACKWARD[call.func], tensors, x, "bias")
+        return dx if need_x else None, dw if need_w else None, db if need_b else None
+    return None, None, _bias_grad(grad_out, lay) if need_b else None
 
 
 def _bias_grad(grad_out, lay: Layout):
@@ -338,78 +345,8 @@ def _bias_grad(grad_out, lay: Layout):
     return grad_out.sum(dim=axes, dtype=acc).to(grad_out.dtype)
 
 
-def _conv_input_grad(call: _Call, lay: Layout, grad_out, x, weight):
-    """dx alone: the transposed convolution of ``grad_out`` (convcore.conv_transpose).
-
-    That is the input-gradient half of conv_backward (a GEMM and col2im) without
-    the weight-gradient half (im2col of x and a GEMM).  ``output_padding`` brings
-    back the rows and columns the strided forward windows did not reach.
-    """
-    o = call.options
-    geom = conv_geometry(
-        lay.shape_to_first(tuple(x.shape))[2:],
-        tuple(weight.shape[2:]),
-        stride=o["stride"],
-        padding=o["padding"],
-        dilation=o["dilation"],
-    )
-    reached = [
-        (out - 1) * s - before - after + d * (k - 1) + 1
-        for out, s, before, after, d, k in zip(
-            geom.output_size,
-            geom.stride,
-            geom.padding[0::2],
-            geom.padding[1::2],
-            geom.dilation,
-            geom.kernel_size,
-        )
-    ]
-    output_padding = tuple(size - r for size, r in zip(geom.input_size, reached))
-    return call.backward(
-        transpose.conv_transpose,
-        {"x": grad_out, "weight": weight},
-        x,
-        "bias",
-        padding=geom.padding,
-        output_padding=output_padding,
-        stride=geom.stride,
-        dilation=geom.dilation,
-    )
-
-
-def _conv_weight_grad(call: _Call, lay: Layout, grad_out, x, weight):
-    """dw alone: ``sum_n grad_out[n] @ im2col(x)[n]^T`` per group, without dx's col2im.
-
-    im2col runs on the backend; the GEMM is the array library's matmul.  Half
-    precision takes the full backward (which accumulates in float32).
-    """
-    if x.dtype not in (torch.float32, torch.float64):
-        tensors = {"grad_out": grad_out, "x": x, "weight": weight}
-        return call.backward(_BACKWARD[call.func], tensors, x, "bias")[1]
-    o = call.options
-    groups = o["groups"]
-    with _on(call.device):
-        xa, ga = _to_array(x), _to_array(grad_out)
-        cols = _api.im2col(
-            xa,
-            tuple(weight.shape[2:]),
-            stride=o["stride"],
-            padding=o["padding"],
-            dilation=o["dilation"],
-            layout=o["layout"],
-            backend=call.backend,
-        )
-        n, f = cols.shape[0], weight.shape[0]
-        g = lay.to_first(array_api_compat.array_namespace(ga), ga).reshape(
-            n, groups, f // groups, -1
-        )
-        cols = cols.reshape(n, groups, cols.shape[1] // groups, -1)
-        dw = (g @ cols.swapaxes(-1, -2)).sum(axis=0).reshape(tuple(weight.shape))
-        return _to_tensor(dw, x, (xa, ga))
-
-
 class _ConvTranspose(torch.autograd.Function):
-    """conv_transpose forward; backward: conv_transpose_backward (dx alone: a conv)."""
+    """conv_transpose forward; backward: conv_transpose_backward (db alone: a sum)."""
 
     @staticmethod
     def forward(ctx, call, x, weight, bias):
@@ -425,25 +362,7 @@ class _ConvTranspose(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[1:4]
         lay = Layout(call.option("layout"), x.ndim - 2)
-        dx = dw = db = None
-        if need_w:
-            dx, dw, db = call.backward(
-                _BACKWARD[call.func], {"grad_out": grad_out, "x": x, "weight": weight}, x, "bias"
-            )
-        elif need_x:
-            # The forward convolution of grad_out; windows past x (output_padding >=
-            # stride) read only the zeros past the last tap: dropped.
-            dx = call.backward(
-                _api.conv,
-                {"x": grad_out, "weight": weight},
-                x,
-                "bias",
-                "output_padding",
-            )
-            dx = dx[tuple(slice(0, s) for s in x.shape)]
-        if need_b and db is None:
-            db = _bias_grad(grad_out, lay)
-        return None, dx if need_x else None, dw, db if need_b else None
+        return (None, *_backward(call, grad_out, x, weight, need_x, need_w, need_b, lay))
 
 
 class _MaxPool(torch.autograd.Function):
