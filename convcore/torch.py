@@ -42,6 +42,7 @@ from ._validation import Layout
 from .errors import BackendUnavailableError
 
 __all__ = [
+    "Conv2d",
     "avg_pool",
     "avg_pool1d",
     "avg_pool2d",
@@ -481,3 +482,42 @@ avg_pool2d = _operator(pooling.avg_pool2d, _AvgPool, ("x",))
 avg_pool3d = _operator(pooling.avg_pool3d, _AvgPool, ("x",))
 im2col = _operator(_api.im2col, _Im2col, ("x",))
 col2im = _operator(_api.col2im, _Col2im, ("cols",))
+
+
+# ---------------------------------------------------------------------------
+# a module
+# ---------------------------------------------------------------------------
+class Conv2d(torch.nn.Conv2d):
+    """:class:`torch.nn.Conv2d` whose forward pass is :func:`conv2d` (convcore's).
+
+    Takes :class:`torch.nn.Conv2d`'s arguments (``in_channels, out_channels,
+    kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+    padding_mode="zeros", device=None, dtype=None``), its initialisation and its
+    parameters (a ``state_dict`` moves between the two), plus ``backend=`` (see
+    :func:`convcore.use_backend`).  Only ``padding_mode="zeros"`` is supported.
+    """
+
+    def __init__(self, *args, backend: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(
+                f"padding_mode={self.padding_mode!r} is not supported by convcore.torch.Conv2d; "
+                "it pads with zeros only (padding_mode='zeros')"
+            )
+        self.backend = backend
+
+    def forward(self, input):
+        return conv2d(
+            input,
+            self.weight,
+            self.bias,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        extra = super().extra_repr()
+        return extra if self.backend is None else f"{extra}, backend={self.backend!r}"
