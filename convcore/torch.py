@@ -161,7 +161,12 @@ def _on(device):
     cupy = _cupy("the tensor")
     index = device.index if device.index is not None else torch.cuda.current_device()
     stream = torch.cuda.current_stream(index)
-    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)  # CuPy >= 14
+    if from_external is not None:
+        shared = from_external(stream)
+    else:  # ExternalStream is deprecated from CuPy 14 on
+        shared = cupy.cuda.ExternalStream(stream.cuda_stream, index)
+    with cupy.cuda.Device(index), shared:
         yield
 
 

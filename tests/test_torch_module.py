@@ -583,6 +583,43 @@ def test_cuda_tensors_run_on_the_cupy_backend():
     assert cols.device == dev
 
 
+def test_cuda_work_runs_on_the_tensor_device_and_torch_stream(monkeypatch):
+    # Wiring only (no GPU here): _on enters the tensor's CuPy device and wraps
+    # torch's current stream on it.
+    entered = []
+
+    class Context:
+        def __init__(self, what):
+            self.what = what
+
+        def __enter__(self):
+            entered.append(self.what)
+
+        def __exit__(self, *exc):
+            entered.append(("exit", self.what))
+
+    class Stream:
+        @staticmethod
+        def from_external(stream):
+            return Context(("stream", stream))
+
+    class Cuda:
+        Device = staticmethod(lambda index: Context(("device", index)))
+
+    Cuda.Stream = Stream
+    fake = type("FakeCupy", (), {"cuda": Cuda})
+    monkeypatch.setattr(ct, "_cupy", lambda what: fake)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda index: f"torch stream {index}")
+    with ct._on(torch.device("cuda", 1)):
+        entered.append("work")
+    assert entered == [("device", 1), ("stream", "torch stream 1"), "work",
+                       ("exit", ("stream", "torch stream 1")), ("exit", ("device", 1))]  # fmt: skip
+    entered.clear()
+    with ct._on(torch.device("cpu")):
+        entered.append("work")
+    assert entered == ["work"]
+
+
 def test_a_cuda_tensor_without_cupy_is_a_clear_error(monkeypatch):
     # No CUDA here: the conversion's CuPy import is what a CUDA tensor triggers.
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
