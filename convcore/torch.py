@@ -329,11 +329,12 @@ class _Conv(torch.autograd.Function):
 def _backward(call: _Call, grad_out, x, weight, need_x, need_w, need_b, lay: Layout):
     """``(dx, dw, db)`` of a convolution or transposed convolution, None where not needed.
 
-    convcore's backward operator computes the three together, and its backends
-    share the work between them (one pass over ``grad_out``); computing dx or dw
-    alone with other operators was measured slower than the whole backward (the
+    convcore's backward operator computes the three in one call (there is no
+    convcore operator for dx or dw alone), and computing dx or dw alone with the
+    other operators was measured slower than the whole backward (the
     32x64x28x28 3x3 layer on the numba backend: dx alone through conv_transpose
-    about 4x, dw alone through im2col and a GEMM about 2x the time of all three).
+    4-5x, dw alone through im2col and a GEMM 2-2.5x the time of all three, on a
+    loaded 2-CPU machine).
     So the backward operator runs whenever dx or dw is needed, and ``db`` alone (a
     frozen layer's bias) is a sum of ``grad_out``.
     """
