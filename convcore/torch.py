@@ -162,7 +162,7 @@ def _on(device):
     index = device.index if device.index is not None else torch.cuda.current_device()
     stream = torch.cuda.current_stream(index)
     from_external = getattr(cupy.cuda.Stream, "from_external", None)  # CuPy >= 14
-    if from_external is not None:
+    if from_external is not None and hasattr(stream, "__cuda_stream__"):
         shared = from_external(stream)
     else:  # ExternalStream is deprecated from CuPy 14 on
         shared = cupy.cuda.ExternalStream(stream.cuda_stream, index)

@@ -601,7 +601,7 @@ def test_cuda_work_runs_on_the_tensor_device_and_torch_stream(monkeypatch):
     class Stream:
         @staticmethod
         def from_external(stream):
-            return Context(("stream", stream))
+            return Context(("stream", stream.index))
 
     class Cuda:
         Device = staticmethod(lambda index: Context(("device", index)))
@@ -609,11 +609,19 @@ def test_cuda_work_runs_on_the_tensor_device_and_torch_stream(monkeypatch):
     Cuda.Stream = Stream
     fake = type("FakeCupy", (), {"cuda": Cuda})
     monkeypatch.setattr(ct, "_cupy", lambda what: fake)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda index: f"torch stream {index}")
+
+    class TorchStream:
+        def __init__(self, index):
+            self.index = index
+
+        def __cuda_stream__(self):  # the CUDA stream protocol
+            return (0, 0)
+
+    monkeypatch.setattr(torch.cuda, "current_stream", TorchStream)
     with ct._on(torch.device("cuda", 1)):
         entered.append("work")
-    assert entered == [("device", 1), ("stream", "torch stream 1"), "work",
-                       ("exit", ("stream", "torch stream 1")), ("exit", ("device", 1))]  # fmt: skip
+    assert entered == [("device", 1), ("stream", 1), "work",
+                       ("exit", ("stream", 1)), ("exit", ("device", 1))]  # fmt: skip
     entered.clear()
     with ct._on(torch.device("cpu")):
         entered.append("work")
