@@ -87,3 +87,20 @@ def test_numba_gemm_ceiling_runs_and_checks_its_kernels():
     rows = [line.split() for line in proc.stdout.splitlines() if line[:1].isdigit()]
     assert len(rows) == 3
     assert all(float(v) > 0 for r in rows for v in r[-3:])
+
+
+def test_bench_torch_runs():
+    pytest.importorskip("torch")
+    proc = _run(
+        "bench_torch.py",
+        *("--n", "2", "--c", "3", "--h", "8", "--f", "4", "--repeat", "1", "--pause", "0"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    rows = [r for r in rows if r and r[0] in ("convcore.torch", "torch", "array_api")]
+    assert [(r[0], r[1]) for r in rows] == [
+        (impl, direction)
+        for direction in ("fwd", "fwd+bwd")
+        for impl in ("convcore.torch", "torch", "array_api")
+    ]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
