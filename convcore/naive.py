@@ -27,36 +27,7 @@ True
 
 from __future__ import annotations
 
-from ._naive import (
-    avg_pool,
-    avg_pool_backward,
-    col2im,
-    conv,
-    conv_backward,
-    conv_output_size,
-    conv_transpose,
-    conv_transpose_backward,
-    conv_transpose_output_size,
-    im2col,
-    max_pool,
-    max_pool_backward,
-    pool_output_size,
-    seed_conv2d_loops,
-)
+from . import _naive
+from ._naive import *  # noqa: F403
 
-__all__ = [
-    "avg_pool",
-    "avg_pool_backward",
-    "col2im",
-    "conv",
-    "conv_backward",
-    "conv_output_size",
-    "conv_transpose",
-    "conv_transpose_backward",
-    "conv_transpose_output_size",
-    "im2col",
-    "max_pool",
-    "max_pool_backward",
-    "pool_output_size",
-    "seed_conv2d_loops",
-]
+__all__ = list(_naive.__all__)
