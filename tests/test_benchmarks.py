@@ -87,3 +87,13 @@ def test_numba_gemm_ceiling_runs_and_checks_its_kernels():
     rows = [line.split() for line in proc.stdout.splitlines() if line[:1].isdigit()]
     assert len(rows) == 3
     assert all(float(v) > 0 for r in rows for v in r[-3:])
+
+
+def test_bench_overhead_runs():
+    proc = _run("bench_overhead.py", *("--repeat", "1", "--calls", "5", "--pause", "0"))
+    assert proc.returncode == 0, proc.stderr
+    rows = {line[:18].strip(): line[18:].split() for line in proc.stdout.splitlines()[3:]}
+    assert {"convcore auto", 'backend="numpy"', 'backend="numba"'} <= set(rows)
+    assert all(float(values[0]) > 0 for values in rows.values())
+    if "torch conv2d" in rows:
+        assert rows["torch conv2d"][1] == "1.00"
