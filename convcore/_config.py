@@ -32,7 +32,6 @@ import difflib
 import functools
 import os
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -356,67 +355,70 @@ def _file_setting(path: str, table: tuple[str, ...], signature) -> Setting | Non
     return _setting(data["backend"], f"config:{path}", f"{where} (key 'backend')")
 
 
-class _Cached(NamedTuple):
-    key: tuple
-    settings: tuple[Setting, ...]
+class _Levels(NamedTuple):
+    """The levels of :func:`configured_levels` and what they were read from."""
+
+    registry: object  # the registry the names were checked against (kept: no id reuse)
+    generation: int
+    snapshot: tuple  # _env_snapshot()
+    cwd: str | None  # None: the environment decided every namespace, no file was looked at
+    paths: tuple[str, ...]
+    signatures: tuple
+    levels: tuple[Setting, ...]
 
 
-_env_cache: _Cached | None = None
-_files_cache: _Cached | None = None
-_cache_lock = threading.Lock()
+_levels: _Levels | None = None
 
 
-def _env_setting(snapshot: tuple, version: tuple) -> Setting | None:
-    global _env_cache
-    cached = _env_cache
-    key = (snapshot[0], version)
-    if cached is not None and cached.key == key:
-        return cached.settings[0] if cached.settings else None
+def _read_levels(registry, generation: int, snapshot: tuple) -> _Levels:
     raw = os.environ.get(ENV_VAR)
-    setting = None
+    env = None
     if raw is not None and raw.strip():
-        origin = f"the {ENV_VAR} environment variable"
-        setting = _setting(raw, f"env:{ENV_VAR}", origin)
-    _env_cache = _Cached(key, () if setting is None else (setting,))
-    return setting
-
-
-def _file_settings(snapshot: tuple, version: tuple) -> tuple[Setting, ...]:
-    """The settings of the configuration files that have one, in chain order."""
-    global _files_cache
+        env = _setting(raw, f"env:{ENV_VAR}", f"the {ENV_VAR} environment variable")
+    if env is not None and env.default is not None:
+        return _Levels(registry, generation, snapshot, None, (), (), (env,))
     cwd = os.getcwd()
     candidates = _config_candidates(cwd, *snapshot[1:])
-    signatures = tuple(_signature(path) for path, _ in candidates)
-    key = (cwd, snapshot[1:], signatures, version)
-    cached = _files_cache
-    if cached is not None and cached.key == key:
-        return cached.settings
-    with _cache_lock:
-        settings = []
-        for (path, table), signature in zip(candidates, signatures):
-            found = _file_setting(path, table, signature)
-            if found is not None:
-                settings.append(found)
-                if found.default is not None:
-                    break  # it answers for every namespace: the files below never matter
-        _files_cache = _Cached(key, tuple(settings))
-        return _files_cache.settings
+    paths = tuple(path for path, _ in candidates)
+    signatures = tuple(map(_signature, paths))
+    levels = [] if env is None else [env]
+    for (path, table), signature in zip(candidates, signatures):
+        found = _file_setting(path, table, signature)
+        if found is not None:
+            levels.append(found)
+            if found.default is not None:
+                break  # it answers for every namespace: the files below never matter
+    return _Levels(registry, generation, snapshot, cwd, paths, signatures, tuple(levels))
 
 
-def configured_levels() -> list[Setting]:
+def configured_levels() -> tuple[Setting, ...]:
     """The environment and file levels of the chain that set a backend, highest first.
 
     Stops after the first level with a default entry (the levels below it are not
-    read).
+    read).  Cached: re-read only when :func:`_env_snapshot`, the working directory,
+    a file's :func:`_signature` or the registry changed.  A setting that is an
+    error is not cached (every call raises again).
     """
+    global _levels
     registry = get_registry()
-    version = _registry_version(registry)
     snapshot = _env_snapshot()
-    env = _env_setting(snapshot, version)
-    if env is not None and env.default is not None:
-        return [env]
-    files = _file_settings(snapshot, version)
-    return [*([env] if env is not None else []), *files]
+    cached = _levels
+    if (
+        cached is not None
+        and cached.registry is registry
+        and cached.generation == registry.generation
+        and cached.snapshot == snapshot
+        and (
+            cached.cwd is None
+            or (
+                cached.cwd == os.getcwd()
+                and tuple(map(_signature, cached.paths)) == cached.signatures
+            )
+        )
+    ):
+        return cached.levels
+    _levels = _read_levels(registry, registry.generation, snapshot)
+    return _levels.levels
 
 
 def _resolve(namespace: str | None) -> tuple[str, str, Setting | None]:
