@@ -276,6 +276,24 @@ def _conv_geometry(size, kernel, stride, padding, dilation, kernels: str):
     return geom
 
 
+_floating: dict = {}
+
+
+def _check_floating(xp, x, func: str) -> None:
+    """``check_floating(xp, "x", x, func)``, memoized per namespace and dtype (asking
+    ``isdtype`` cost a few microseconds a call)."""
+    try:
+        key = (xp, x.dtype)
+        known = _floating.get(key)
+    except TypeError:  # an unhashable dtype
+        key, known = None, None
+    if known:
+        return
+    check_floating(xp, "x", x, func)  # raises for a dtype that is not real floating
+    if key is not None and len(_floating) < _MEMO_SIZE:
+        _floating[key] = True
+
+
 def _conv_setup(
     func, x, weight, bias, groups, stride, padding, dilation, layout, nd, grad_out=_FORWARD
 ):
@@ -294,7 +312,7 @@ def _conv_setup(
     check_ndim("x", x, lay.labels)
     kernels = kernel_labels(nd)
     check_ndim("weight", weight, f"F, C/groups, {kernels}")
-    check_floating(xp, "x", x, func)
+    _check_floating(xp, x, func)
     check_same(xp, "x", x, weight=weight, bias=bias, grad_out=grad_out)
     groups = check_groups(groups)
     check_nonempty("x", tuple(x.shape), lay.labels)
