@@ -14,7 +14,7 @@ Usage::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/bench_overhead.py [--repeat 15] [--calls 2000] [--pause 0.2]
-        [--no-torch]
+        [--no-torch] [--torch-threads N]
 """
 
 from __future__ import annotations
@@ -67,10 +67,23 @@ def main(argv=None) -> int:
         "--pause", type=float, default=0.2, help="seconds of sleep before each block of calls"
     )
     parser.add_argument("--no-torch", action="store_true", help="leave torch out")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads(N) first (default: torch's own, one per core)",
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
     w = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
+    if args.torch_threads is not None and not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            torch.set_num_threads(args.torch_threads)
     impls = _implementations(x, w, not args.no_torch)
     for func in impls.values():  # compile, load kernels, read the configuration
         for _ in range(20):
