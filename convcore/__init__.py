@@ -27,6 +27,7 @@ from ._version import __version__
 from .errors import (
     BackendCapabilityError,
     BackendUnavailableError,
+    ConfigurationError,
     ConvcoreError,
     UnknownBackendError,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "BackendInfo",
     "BackendSpec",
     "BackendUnavailableError",
+    "ConfigurationError",
     "Conv1D",
     "Conv2D",
     "Conv3D",

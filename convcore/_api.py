@@ -122,7 +122,7 @@ def im2col(
     xp = namespace(x=x)
     mode = check_padding_mode(padding_mode)
     nd = spatial_rank("x", x)
-    lay = Layout(layout, nd)
+    lay = _layout(layout, nd)
     check_ndim("x", x, lay.labels)
     check_nonempty("x", tuple(x.shape), lay.labels)
     x = lay.to_first(xp, x)
@@ -193,7 +193,7 @@ def col2im(
     nd = len(input_size)
     if nd < 1:
         raise ValueError(f"input_size must name at least one spatial size, got {input_size!r}")
-    lay = Layout(layout, nd)
+    lay = _layout(layout, nd)
     geom = conv_geometry(input_size, kernel_size, stride=stride, padding=padding, dilation=dilation)
     n, rows, length = cols.shape
     k = geom.kernel_numel
@@ -241,6 +241,78 @@ def reshape_gemm_output(y: Array, /, output_size) -> Array:
 _FORWARD = object()  # grad_out of a forward call: no such argument
 
 
+_MEMO_SIZE = 512
+_layouts: dict = {}
+_geometries: dict = {}
+
+
+def _layout(layout, nd: int) -> Layout:
+    """``Layout(layout, nd)``, memoized for string layouts (a Layout is never modified)."""
+    if type(layout) is not str:
+        return Layout(layout, nd)
+    key = (layout, nd)
+    lay = _layouts.get(key)
+    if lay is None:
+        lay = Layout(layout, nd)  # raises for a bad layout: nothing is stored
+        if len(_layouts) < _MEMO_SIZE:
+            _layouts[key] = lay
+    return lay
+
+
+def _plain(value) -> bool:
+    """An int, a str or a tuple of ints: options whose equality means the same geometry.
+
+    (``True == 1`` and ``1.0 == 1``, but ``stride=True`` is an error: only exact
+    types are memoized, anything else is normalized afresh.)"""
+    kind = type(value)
+    if kind is int or kind is str:
+        return True
+    return kind is tuple and all(type(v) is int for v in value)
+
+
+def _conv_geometry(size, kernel, stride, padding, dilation, kernels: str):
+    """:func:`conv_geometry` of a convolution, memoized for plain options (a
+    :class:`ConvGeometry` is frozen); normalizing them cost ~15 us a call."""
+    key = None
+    if _plain(stride) and _plain(padding) and _plain(dilation):
+        key = (tuple(size), kernel, stride, padding, dilation)
+        try:
+            geom = _geometries.get(key)
+        except TypeError:  # unhashable sizes
+            key, geom = None, None
+        if geom is not None:
+            return geom
+    geom = conv_geometry(
+        size,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        kernel_name=f"weight's kernel size ({kernels})",
+    )
+    if key is not None and len(_geometries) < _MEMO_SIZE:
+        _geometries[key] = geom
+    return geom
+
+
+_floating: dict = {}
+
+
+def _check_floating(xp, x, func: str) -> None:
+    """``check_floating(xp, "x", x, func)``, memoized per namespace and dtype (asking
+    ``isdtype`` cost a few microseconds a call)."""
+    try:
+        key = (xp, x.dtype)
+        known = _floating.get(key)
+    except TypeError:  # an unhashable dtype
+        key, known = None, None
+    if known:
+        return
+    check_floating(xp, "x", x, func)  # raises for a dtype that is not real floating
+    if key is not None and len(_floating) < _MEMO_SIZE:
+        _floating[key] = True
+
+
 def _conv_setup(
     func, x, weight, bias, groups, stride, padding, dilation, layout, nd, grad_out=_FORWARD
 ):
@@ -260,11 +332,11 @@ def _conv_setup(
     else:
         x, weight, bias = converted
     nd = spatial_rank("x", x, nd)
-    lay = Layout(layout, nd)
+    lay = _layout(layout, nd)
     check_ndim("x", x, lay.labels)
     kernels = kernel_labels(nd)
     check_ndim("weight", weight, f"F, C/groups, {kernels}")
-    check_floating(xp, "x", x, func)
+    _check_floating(xp, x, func)
     check_same(xp, "x", x, weight=weight, bias=bias, grad_out=grad_out)
     groups = check_groups(groups)
     check_nonempty("x", tuple(x.shape), lay.labels)
@@ -285,14 +357,7 @@ def _conv_setup(
         )
     if bias is not None and tuple(bias.shape) != (f,):
         raise ValueError(f"bias must have shape ({f},) for F={f} filters, got {tuple(bias.shape)}")
-    geom = conv_geometry(
-        shape[2:],
-        tuple(weight.shape[2:]),
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        kernel_name=f"weight's kernel size ({kernels})",
-    )
+    geom = _conv_geometry(shape[2:], tuple(weight.shape[2:]), stride, padding, dilation, kernels)
     if backward:
         expected = lay.shape_from_first((shape[0], f, *geom.output_size))
         if tuple(grad_out.shape) != expected:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._config import AUTO, requested_backend
+from ._config import AUTO, per_namespace_hint, requested_backend
 from ._registry import device_kind, dtype_name, get_registry, namespace_name
 from ._validation import namespace
 from .errors import BackendCapabilityError, BackendUnavailableError
@@ -100,23 +100,50 @@ def _describe(op: str, criteria: dict) -> str:
     )
 
 
+def _criteria(xp, ref) -> tuple[str, str, str]:
+    """``(namespace, device kind, dtype name)`` of ``ref``; the names are memoized per
+    namespace and dtype (asking array-api-compat and comparing dtypes took several
+    microseconds a call)."""
+    names = _NAMES
+    try:
+        key = (xp, ref.dtype)
+        hit = names.get(key)
+    except TypeError:  # an unhashable dtype: no memo
+        key, hit = None, None
+    if hit is None:
+        xp_name = namespace_name(xp)
+        hit = (xp_name, dtype_name(xp, ref.dtype))
+        if key is not None and len(names) < 256:
+            names[key] = hit
+    xp_name, dtype = hit
+    return xp_name, device_kind(xp_name, ref), dtype
+
+
+_NAMES: dict = {}
+
+
 def choose(op: str, xp, ref, backend: str | None, nd: int = 2):
     """The backend that runs ``op`` on ``ref`` and its :class:`Support`, loading no kernels.
 
     Follows the selection chain (keyword, context, :func:`convcore.set_backend`,
-    ``CONVCORE_BACKEND``, configuration files, ``auto``).  A backend chosen by
-    name that cannot run the call is an error; ``auto`` takes the highest-priority
-    available backend that declares it.
+    ``CONVCORE_BACKEND``, configuration files, ``auto``), for the namespace of
+    ``ref`` (the environment and the files may choose per namespace).  A backend
+    chosen by name that cannot run the call is an error; ``auto`` takes the
+    highest-priority available backend that declares it.
+
+    Successful answers are memoized in the registry per (requested name, op,
+    namespace, device, dtype, nd); a registration or :func:`reload_registry`
+    forgets them.
     """
-    name, source = requested_backend(backend)
     registry = get_registry()
-    xp_name = namespace_name(xp)
-    criteria = {
-        "namespace": xp_name,
-        "device": device_kind(xp_name, ref),
-        "dtype": dtype_name(xp, ref.dtype),
-        "nd": nd,
-    }
+    xp_name, device, dtype = _criteria(xp, ref)
+    name, source = requested_backend(backend, xp_name)
+    key = ("choose", name, op, xp_name, device, dtype, nd)
+    memo = registry.memo
+    hit = memo.get(key)
+    if hit is not None:
+        return hit
+    criteria = {"namespace": xp_name, "device": device, "dtype": dtype, "nd": nd}
     if name == AUTO:
         declined = []
         for candidate in registry.names():
@@ -125,6 +152,7 @@ def choose(op: str, xp, ref, backend: str | None, nd: int = 2):
             support = registry.spec(candidate).supports(op, **criteria)
             reason = support.reason or registry.unavailable_reason(candidate)
             if reason is None:
+                memo[key] = (candidate, support)
                 return candidate, support
             declined.append(f"{candidate}: {reason}")
         raise BackendCapabilityError(
@@ -140,15 +168,23 @@ def choose(op: str, xp, ref, backend: str | None, nd: int = 2):
         raise BackendCapabilityError(
             f"backend {name!r} (selected by {source}) cannot run "
             f"{_describe(op, criteria)}: {support.reason}"
+            f"{per_namespace_hint(name, source, xp_name)}"
         )
+    memo[key] = (name, support)
     return name, support
 
 
 def select(op: str, xp, ref, backend: str | None, nd: int = 2) -> Plan:
     """The :class:`Plan` for running ``op`` (an op or a derived operator) on ``ref``."""
     name, support = choose(op, xp, ref, backend, nd)
-    kernels = get_registry().kernels(name)
-    return Plan(name, kernels, support.compute_dtype, support.lift)
+    registry = get_registry()
+    key = ("plan", name, support)
+    plan = registry.memo.get(key)
+    if plan is None:
+        kernels = registry.kernels(name)
+        plan = Plan(name, kernels, support.compute_dtype, support.lift)
+        registry.memo[key] = plan
+    return plan
 
 
 def resolve_backend(op: str, x: Array, /, *, backend: str | None = None) -> str:

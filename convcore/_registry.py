@@ -8,6 +8,7 @@ a dictionary lookup plus a capability check: no pluggy call per convolution.
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -389,6 +390,12 @@ class BackendRegistry:
         self._kernels: dict[str, Mapping[str, Callable[..., Any]]] = {}
         self._reasons: dict[str, str | None] = {}
         self._lock = threading.RLock()
+        #: Counts registrations: what was derived from the backends (the
+        #: configuration's checked names, dispatch's memo) is redone when it moves.
+        self.generation = 0
+        #: Dispatch's memo (choices, Support answers, plans), emptied by every
+        #: registration; a reloaded registry starts with an empty one.
+        self.memo: dict = {}
 
     # -- registration -------------------------------------------------------
     def register(self, spec: BackendSpec, *, plugin: str = "<runtime>") -> None:
@@ -405,6 +412,8 @@ class BackendRegistry:
                 )
             self._specs[spec.name] = spec
             self._plugin_of[spec.name] = plugin
+            self.generation += 1
+            self.memo.clear()
 
     def load_plugins(self, group: str = hookspecs.ENTRY_POINT_GROUP) -> None:
         """Import the entry points of ``group`` (except disabled ones) and call their hook."""
@@ -449,9 +458,11 @@ class BackendRegistry:
         try:
             return self._specs[name]
         except KeyError:
+            names = ["auto", *self.names()]
+            close = difflib.get_close_matches(name, names, n=1) if isinstance(name, str) else []
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UnknownBackendError(
-                f"unknown backend {name!r}; available backends: "
-                f"{', '.join(['auto', *self.names()])}"
+                f"unknown backend {name!r}; available backends: {', '.join(names)}{hint}"
             ) from None
 
     def unavailable_reason(self, name: str) -> str | None:

@@ -19,7 +19,7 @@ import time
 import click
 
 from . import __version__
-from ._config import _check_name, requested_backend
+from ._config import _check_name, get_backend, namespace_backends, requested_backend
 from ._registry import available_backends, get_registry
 from .errors import BackendUnavailableError, ConvcoreError, UnknownBackendError
 from .stack import ENV_SCHEDULER, ApplyOptions, apply_stack
@@ -100,13 +100,14 @@ def _backends_option(func):
     )(func)
 
 
-def _selection(backend: str | None) -> tuple[str, str]:
-    """The backend the command runs on and where that choice came from.
+def _selection(backend: str | None, namespace: str | None = None) -> tuple[str, str]:
+    """The backend the command runs on (for arrays of ``namespace``) and where that
+    choice came from.
 
     Checks the name from every source, so an unknown name in ``--backend``,
     ``CONVCORE_BACKEND`` or a configuration file is a usage error.
     """
-    name, source = requested_backend(backend)
+    name, source = requested_backend(backend, namespace)
     return name, ("--backend" if source == "keyword" else source)
 
 
@@ -125,7 +126,7 @@ def _numpy_backends(backends, op_names=("conv", "conv_backward"), dtypes=()) -> 
     arrays when it says ``auto``).  An explicitly chosen backend that is
     unavailable or does not take NumPy arrays of ``dtypes`` is an error.
     """
-    names = [_selection(b)[0] for b in backends] or [_selection(None)[0]]
+    names = [_selection(b)[0] for b in backends] or [_selection(None, "numpy")[0]]
     registry = get_registry()
 
     def problem(spec):
@@ -175,11 +176,15 @@ def info(backend):
     )
     click.echo(f"platform: {platform.platform()}  cpus: {os.cpu_count()}")
     click.echo(f"backend selection: {name}  (from {_describe_source(source)})")
-    if name == "auto":
+    if backend is None:  # per-namespace settings (CONVCORE_BACKEND="numpy=numba,...")
+        for ns, (ns_name, ns_source) in namespace_backends().items():
+            click.echo(f"  for {ns} arrays: {ns_name}  (from {_describe_source(ns_source)})")
+    if (name if backend is not None else get_backend("numpy")[0]) == "auto":
         picks = []
         for dtype in ("float32", "float64"):
             try:
-                picks.append(f"{resolve_backend('conv', np.empty((1, 1, 1, 1), dtype))} ({dtype})")
+                x = np.empty((1, 1, 1, 1), dtype)
+                picks.append(f"{resolve_backend('conv', x, backend='auto')} ({dtype})")
             except ConvcoreError as exc:  # every backend for NumPy arrays disabled
                 picks.append(f"none ({dtype}: {exc})")
         click.echo(f"auto picks for NumPy arrays: {', '.join(picks)}")
@@ -577,7 +582,7 @@ def check(backends, namespaces, dtypes, matlab, verbose):
     """
     from . import _check
 
-    names = [_selection(b)[0] for b in backends] or [_selection(None)[0]]
+    names = [_selection(b)[0] for b in backends] or [_selection(None, "numpy")[0]]
     registry = get_registry()
     if "auto" in names:
         infos = available_backends()
@@ -657,7 +662,7 @@ def warmup(backends, dtypes):
     this process only).  Prints the time each step took.
     """
     dtypes = dtypes or ("float32", "float64")
-    names = [_selection(b)[0] for b in backends] or [_selection(None)[0]]
+    names = [_selection(b)[0] for b in backends] or [_selection(None, "numpy")[0]]
     registry = get_registry()
     if names == ["auto"]:
         names = [n for n in registry.names() if registry.unavailable_reason(n) is None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "BackendCapabilityError",
     "BackendUnavailableError",
+    "ConfigurationError",
     "ConvcoreError",
     "UnknownBackendError",
 ]
@@ -22,6 +23,11 @@ class ConvcoreError(Exception):
 
 class UnknownBackendError(ConvcoreError, ValueError):
     """A backend name that no installed (and enabled) plugin registers."""
+
+
+class ConfigurationError(ConvcoreError, ValueError):
+    """A malformed convcore setting: an unknown key in a configuration file, or a
+    ``CONVCORE_BACKEND`` / ``backend`` value that is not a name or a per-namespace mapping."""
 
 
 class BackendUnavailableError(ConvcoreError, RuntimeError):

@@ -104,3 +104,13 @@ def test_bench_torch_runs():
         for impl in ("convcore.torch", "torch", "array_api")
     ]
     assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+
+
+def test_bench_overhead_runs():
+    proc = _run("bench_overhead.py", *("--repeat", "1", "--calls", "5", "--pause", "0"))
+    assert proc.returncode == 0, proc.stderr
+    rows = {line[:18].strip(): line[18:].split() for line in proc.stdout.splitlines()[3:]}
+    assert {"convcore auto", 'backend="numpy"', 'backend="numba"'} <= set(rows)
+    assert all(float(values[0]) > 0 for values in rows.values())
+    if "torch conv2d" in rows:
+        assert rows["torch conv2d"][1] == "1.00"

@@ -288,10 +288,12 @@ def conv(xp, x, weight, bias, geom: ConvGeometry, groups: int):
     n = x5.shape[0]
     f = w5.shape[0]
     out = np.empty((n, f, *geo[12:]), x5.dtype)
+    if f // groups <= DIRECT_MAX_FILTERS_PER_GROUP:
+        # No BLAS call: no limit to set (threadpoolctl cost ~10 us per call here).
+        _forward_direct(x5, w5, bias, out, geo, groups)
+        return out.reshape((n, f, *geom.output_size))
     with blas_single_threaded() as single:
-        if f // groups <= DIRECT_MAX_FILTERS_PER_GROUP:
-            _forward_direct(x5, w5, bias, out, geo, groups)
-        elif geom.is_pointwise:
+        if geom.is_pointwise:
             _forward_pointwise(x5, w5, bias, out, groups, single)
         else:
             _forward_im2col(x5, w5, bias, out, geo, groups, single)
