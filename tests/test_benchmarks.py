@@ -103,7 +103,7 @@ def test_bench_torch_runs():
         for direction in ("fwd", "fwd+bwd")
         for impl in ("convcore.torch", "torch", "array_api")
     ]
-    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+    assert all(float(r[2]) > 0 and float(r[3]) >= 0 for r in rows)  # ratios print 2 decimals
 
 
 def test_bench_overhead_runs():
