@@ -156,6 +156,18 @@ def _channels(name: str, value, groups: int) -> int:
     return int(value)
 
 
+#: The weight gradient without ``dx`` (``backward(..., input_grad=False)``) builds the
+#: columns of at most this many bytes of float64 at a time (at least one image),
+#: summing the per-chunk GEMMs, so its memory stays bounded for large batches.
+_COLUMN_CHUNK_BYTES = 64 * 2**20
+
+
+def _batch_ranges(n: int, column_entries_per_image: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` batch chunks whose columns fit :data:`_COLUMN_CHUNK_BYTES`."""
+    step = max(1, min(n, _COLUMN_CHUNK_BYTES // max(1, 8 * column_entries_per_image)))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
 def _initial(weight_shape, bias_size: int | None, init: str, rng, dtype):
     """``(weight, bias)`` drawn by ``init`` (see :meth:`Conv2D.create`), in ``dtype``.
 
@@ -230,7 +242,9 @@ class _WeightedLayer(_Layer):
             GEMM per group with the backend's im2col of the cached input
             (convolution; its col2im and the ``W^T @ grad_out`` GEMM are not
             run) or of ``grad_out`` (transposed convolution; its forward
-            convolution of ``grad_out`` is not run), and ``db`` a sum.
+            convolution of ``grad_out`` is not run), and ``db`` a sum.  The
+            columns are built for batch chunks of at most 64 MiB (as float64;
+            one image at least) and the chunks' GEMMs summed.
         """
         x = self._cached(self.input, "input")
         wanted = self.needs_input_grad if input_grad is None else flag("input_grad", input_grad)
@@ -402,10 +416,14 @@ class _Conv(_WeightedLayer):
             return zeros(xp, tuple(weight.shape), xf), zeros(xp, (f,), xf)
         gc, xc = plan.cast(xp, gf, xf)
         length = geom.output_numel
-        cols = plan.im2col(xp, xc, geom)  # (N, C*K, L)
-        cols = xp.reshape(cols, (n, groups, (c // groups) * geom.kernel_numel, length))
+        rows = (c // groups) * geom.kernel_numel
         go = xp.reshape(gc, (n, groups, f // groups, length))
-        dw = xp.sum(xp.matmul(go, xp.matrix_transpose(cols)), axis=0)
+        dw = None
+        for a, b in _batch_ranges(n, groups * rows * length):
+            cols = plan.im2col(xp, xc[a:b, ...], geom)  # (n, C*K, L)
+            cols = xp.reshape(cols, (b - a, groups, rows, length))
+            part = xp.sum(xp.matmul(go[a:b, ...], xp.matrix_transpose(cols)), axis=0)
+            dw = part if dw is None else dw + part
         dw = xp.reshape(dw, tuple(weight.shape))
         db = xp.sum(gc, axis=(0, *range(2, 2 + geom.nd)))
         return plan.uncast(xp, xf.dtype, dw), plan.uncast(xp, xf.dtype, db)
@@ -560,13 +578,18 @@ class _ConvTranspose(_WeightedLayer):
         gc, xc = plan.cast(xp, gf, xf)
         size = tuple(xf.shape[2:])
         k, length = geom.kernel_numel, prod(size)
-        dcols = plan.im2col(xp, gc, geom)
-        if any(transpose._extra(geom, xf)):
-            # Windows beyond x belong to the zero padding of x: drop them.
-            dcols = transpose._crop(xp.reshape(dcols, (n, c_out * k, *geom.output_size)), size)
-        dcols = xp.reshape(dcols, (n, groups, cog * k, length))
+        extra = any(transpose._extra(geom, xf))
         xg = xp.reshape(xc, (n, groups, c_in // groups, length))
-        dw = xp.sum(xp.matmul(xg, xp.matrix_transpose(dcols)), axis=0)
+        dw = None
+        for a, b in _batch_ranges(n, c_out * k * geom.output_numel):
+            dcols = plan.im2col(xp, gc[a:b, ...], geom)
+            if extra:
+                # Windows beyond x belong to the zero padding of x: drop them.
+                dcols = xp.reshape(dcols, (b - a, c_out * k, *geom.output_size))
+                dcols = transpose._crop(dcols, size)
+            dcols = xp.reshape(dcols, (b - a, groups, cog * k, length))
+            part = xp.sum(xp.matmul(xg[a:b, ...], xp.matrix_transpose(dcols)), axis=0)
+            dw = part if dw is None else dw + part
         dw = xp.reshape(dw, tuple(weight.shape))
         db = xp.sum(gc, axis=(0, *range(2, 2 + geom.nd)))
         return plan.uncast(xp, xf.dtype, dw), plan.uncast(xp, xf.dtype, db)

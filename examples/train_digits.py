@@ -278,7 +278,7 @@ def plot_history(hist: History, path: str, title: str = "") -> None:
     acc.set_ylim(0.5, 1.0)
     lines = ax.get_legend_handles_labels()
     more = acc.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="center right")
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left")
     if title:
         ax.set_title(title)
     fig.savefig(path, dpi=100)

@@ -261,6 +261,31 @@ def test_weight_gradients_half_precision_and_empty_batch():
         assert layer.gradients().keys() == layer.parameters().keys()
 
 
+@pytest.mark.parametrize(("chunk_bytes", "im2col_calls"), [(None, 2), (1, 10)])
+def test_weight_gradients_in_batch_chunks(chunk_bytes, im2col_calls, monkeypatch, assert_close):
+    from convcore import layers
+
+    assert layers._batch_ranges(5, 2**20) == [(0, 5)]
+    assert layers._batch_ranges(5, 3 * 2**20) == [(0, 2), (2, 4), (4, 5)]  # 24 MiB an image
+    x, w, b = _conv_case(2, groups=2, n=5)
+    conv = convcore.Conv2D(w, b, padding=1, groups=2)
+    g = _rng(7).standard_normal(conv(x).shape)
+    want = conv.backward(g)
+    xt, wt, bt = _transpose_case(2, groups=2, n=5)
+    tr = convcore.ConvTranspose2D(wt, bt, stride=2, output_padding=2, dilation=3, groups=2)
+    gt = _rng(8).standard_normal(tr(xt).shape)
+    want_t = tr.backward(gt)
+    calls = _spy(monkeypatch, "numpy", counted=("im2col",))
+    conv.backend = tr.backend = "numpy"
+    if chunk_bytes is not None:  # one image per chunk
+        monkeypatch.setattr(layers, "_COLUMN_CHUNK_BYTES", chunk_bytes)
+    for layer, grad, ref in [(conv, g, want), (tr, gt, want_t)]:
+        _, dw, db = layer.backward(grad, input_grad=False)
+        assert_close(dw, ref[1])
+        assert_close(db, ref[2])
+    assert len(calls) == im2col_calls
+
+
 def test_weight_gradients_check_grad_out():
     x, w, b = _conv_case(2)
     conv = convcore.Conv2D(w, b, needs_input_grad=False)
