@@ -1016,4 +1016,5 @@ def test_warmup_command_refuses_a_disabled_backend(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.startswith("Error: unknown backend 'numba'")
+    assert proc.stderr.startswith("Error: Invalid value for '--backend' / '-b': ")
+    assert "unknown backend 'numba'" in proc.stderr
