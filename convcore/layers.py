@@ -41,6 +41,7 @@ from ._api import (
     conv3d_backward,
 )
 from ._dispatch import select
+from ._padmodes import check_padding_mode, pad
 from ._validation import Layout, check_groups, flag, namespace, zeros
 from .geometry import pool_geometry
 
@@ -361,7 +362,7 @@ class _WeightedLayer(_Layer):
 
 
 class _Conv(_WeightedLayer):
-    _option_names = ("stride", "padding", "dilation", "groups", "layout", "backend")
+    _option_names = ("stride", "padding", "dilation", "groups", "padding_mode", "layout", "backend")
 
     def __init__(
         self,
@@ -372,6 +373,7 @@ class _Conv(_WeightedLayer):
         padding=0,
         dilation=1,
         groups: int = 1,
+        padding_mode: str = "zeros",
         layout: str = _CHANNELS_FIRST,
         backend: str | None = None,
         needs_input_grad: bool = True,
@@ -383,6 +385,7 @@ class _Conv(_WeightedLayer):
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
+        self.padding_mode = check_padding_mode(padding_mode)
         self.layout = layout
         self.backend = backend
         self._check_layout()
@@ -415,6 +418,8 @@ class _Conv(_WeightedLayer):
         if n == 0:
             return zeros(xp, tuple(weight.shape), xf), zeros(xp, (f,), xf)
         gc, xc = plan.cast(xp, gf, xf)
+        if self.padding_mode != "zeros":
+            xc, geom = pad(xp, xc, geom, self.padding_mode)
         length = geom.output_numel
         rows = (c // groups) * geom.kernel_numel
         go = xp.reshape(gc, (n, groups, f // groups, length))
@@ -437,7 +442,7 @@ class Conv1D(_Conv):
     weight : array, shape (F, C/groups, KW)
         The layer's parameter (settable); :meth:`create` draws one from shapes.
     bias : array, shape (F,), optional
-    stride, padding, dilation, groups, layout, backend
+    stride, padding, dilation, groups, padding_mode, layout, backend
         As for :func:`convcore.conv1d`.
     needs_input_grad : bool, optional
         False: :meth:`backward` does not compute ``dx`` (returns None), for a
@@ -460,7 +465,7 @@ class Conv2D(_Conv):
     weight : array, shape (F, C/groups, KH, KW)
         The layer's parameter (settable); :meth:`create` draws one from shapes.
     bias : array, shape (F,), optional
-    stride, padding, dilation, groups, layout, backend
+    stride, padding, dilation, groups, padding_mode, layout, backend
         As for :func:`convcore.conv2d` (``layout="NHWC"`` for channels-last input).
     needs_input_grad : bool, optional
         False: :meth:`backward` does not compute ``dx`` (returns None), for a
@@ -503,7 +508,7 @@ class Conv3D(_Conv):
     weight : array, shape (F, C/groups, KD, KH, KW)
         The layer's parameter (settable); :meth:`create` draws one from shapes.
     bias : array, shape (F,), optional
-    stride, padding, dilation, groups, layout, backend
+    stride, padding, dilation, groups, padding_mode, layout, backend
         As for :func:`convcore.conv3d`.
     needs_input_grad : bool, optional
         False: :meth:`backward` does not compute ``dx`` (returns None), for a
@@ -704,7 +709,15 @@ class _Pool(_Layer):
 
 
 class _MaxPool(_Pool):
-    _option_names = ("stride", "padding", "dilation", "ceil_mode", "layout", "backend")
+    _option_names = (
+        "stride",
+        "padding",
+        "dilation",
+        "ceil_mode",
+        "padding_mode",
+        "layout",
+        "backend",
+    )
 
     def __init__(
         self,
@@ -714,6 +727,7 @@ class _MaxPool(_Pool):
         dilation=1,
         ceil_mode=False,
         *,
+        padding_mode: str = "zeros",
         layout: str = _CHANNELS_FIRST,
         backend: str | None = None,
         copy_input: bool = True,
@@ -723,6 +737,7 @@ class _MaxPool(_Pool):
         self.padding = padding
         self.dilation = dilation
         self.ceil_mode = ceil_mode
+        self.padding_mode = check_padding_mode(padding_mode)
         self.layout = layout
         self.backend = backend
         self._validate()
@@ -752,7 +767,7 @@ class MaxPool1D(_MaxPool):
 
     Parameters
     ----------
-    kernel_size, stride, padding, dilation, ceil_mode, layout, backend
+    kernel_size, stride, padding, dilation, ceil_mode, padding_mode, layout, backend
         As for :func:`convcore.max_pool1d` (validated here, once).
     copy_input : bool, optional
         True (default): :meth:`forward` caches a copy of its input; False: the
@@ -769,7 +784,7 @@ class MaxPool2D(_MaxPool):
 
     Parameters
     ----------
-    kernel_size, stride, padding, dilation, ceil_mode, layout, backend
+    kernel_size, stride, padding, dilation, ceil_mode, padding_mode, layout, backend
         As for :func:`convcore.max_pool2d` (validated here, once).
     copy_input : bool, optional
         True (default): :meth:`forward` caches a copy of its input; False: the
@@ -801,7 +816,7 @@ class MaxPool3D(_MaxPool):
 
     Parameters
     ----------
-    kernel_size, stride, padding, dilation, ceil_mode, layout, backend
+    kernel_size, stride, padding, dilation, ceil_mode, padding_mode, layout, backend
         As for :func:`convcore.max_pool3d` (validated here, once).
     copy_input : bool, optional
         True (default): :meth:`forward` caches a copy of its input; False: the
@@ -820,6 +835,7 @@ class _AvgPool(_Pool):
         "ceil_mode",
         "count_include_pad",
         "divisor_override",
+        "padding_mode",
         "layout",
         "backend",
     )
@@ -833,6 +849,7 @@ class _AvgPool(_Pool):
         count_include_pad=True,
         divisor_override=None,
         *,
+        padding_mode: str = "zeros",
         layout: str = _CHANNELS_FIRST,
         backend: str | None = None,
     ):
@@ -842,6 +859,7 @@ class _AvgPool(_Pool):
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
         self.divisor_override = divisor_override
+        self.padding_mode = check_padding_mode(padding_mode)
         self.layout = layout
         self.backend = backend
         self._validate()
@@ -866,7 +884,8 @@ class AvgPool1D(_AvgPool):
 
     Parameters
     ----------
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout, backend
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, padding_mode,
+    layout, backend
         As for :func:`convcore.avg_pool1d` (validated here, once).
     """
 
@@ -880,7 +899,8 @@ class AvgPool2D(_AvgPool):
 
     Parameters
     ----------
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout, backend
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, padding_mode,
+    layout, backend
         As for :func:`convcore.avg_pool2d` (validated here, once).
 
     Examples
@@ -906,7 +926,8 @@ class AvgPool3D(_AvgPool):
 
     Parameters
     ----------
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout, backend
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, padding_mode,
+    layout, backend
         As for :func:`convcore.avg_pool3d` (validated here, once).
     """
 

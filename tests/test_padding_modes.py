@@ -230,3 +230,40 @@ def test_bad_padding_mode_names_it(value, exc, needle):
     ):  # fmt: skip
         with pytest.raises(exc, match=needle):
             call()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_layers_take_the_padding_mode(mode):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 5))
+    layer = convcore.Conv2D.create(3, 4, 3, padding=1, padding_mode=mode, rng=0, dtype=np.float64)
+    y = layer.forward(x)
+    np.testing.assert_array_equal(
+        y, convcore.conv2d(x, layer.weight, layer.bias, padding=1, padding_mode=mode)
+    )
+    g = rng.standard_normal(y.shape)
+    dx, dw, db = layer.backward(g)
+    want = convcore.conv2d_backward(g, x, layer.weight, padding=1, padding_mode=mode)
+    for got, expected in zip((dx, dw, db), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # a first layer skips dx: dw and db come from im2col of the padded image
+    first = convcore.Conv2D(layer.weight, layer.bias, padding=1, padding_mode=mode,
+                            needs_input_grad=False)  # fmt: skip
+    first.forward(x)
+    none, dw1, db1 = first.backward(g)
+    assert none is None
+    np.testing.assert_allclose(dw1, want[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db1, want[2], rtol=1e-12, atol=1e-12)
+    pool = convcore.MaxPool2D(3, 2, 1, padding_mode=mode)
+    out = pool.forward(x)
+    np.testing.assert_array_equal(out, convcore.max_pool2d(x, 3, 2, 1, padding_mode=mode))
+    np.testing.assert_array_equal(
+        pool.backward(np.ones_like(out)),
+        convcore.max_pool2d_backward(np.ones_like(out), x, 3, 2, 1, padding_mode=mode),
+    )
+    avg = convcore.AvgPool2D(3, 2, 1, padding_mode=mode)
+    np.testing.assert_array_equal(
+        avg.forward(x), convcore.avg_pool2d(x, 3, 2, 1, padding_mode=mode)
+    )
+    with pytest.raises(ValueError, match=r"padding_mode must be one of"):
+        convcore.MaxPool2D(2, padding_mode="mirror")
