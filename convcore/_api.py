@@ -313,7 +313,62 @@ def _check_floating(xp, x, func: str) -> None:
         _floating[key] = True
 
 
+_setups: dict = {}
+
+
+def _ndarray(a) -> bool:
+    """A NumPy ndarray (its shape and dtype say everything validation looks at)."""
+    kind = type(a)
+    return kind.__name__ == "ndarray" and kind.__module__ == "numpy"
+
+
+def _setup_key(func, x, weight, bias, grad_out, groups, stride, padding, dilation, layout, nd):
+    """The key of a memoized :func:`_conv_setup`, or None when the call cannot use one.
+
+    Only calls whose arrays are all NumPy ndarrays and whose options are plain
+    (:func:`_plain`) are memoized: their validation depends on nothing but the
+    shapes, dtypes and options (NumPy arrays have one device), so a call with the
+    same key passes the same checks and gets the same geometry.
+    """
+    if not (_ndarray(x) and _ndarray(weight)):
+        return None
+    if bias is not None and not _ndarray(bias):
+        return None
+    if grad_out is not _FORWARD and not _ndarray(grad_out):
+        return None
+    if not (_plain(stride) and _plain(padding) and _plain(dilation) and type(groups) is int):
+        return None
+    if type(layout) is not str or not (nd is None or type(nd) is int):
+        return None
+    return (
+        func, x.shape, x.dtype, weight.shape, weight.dtype,
+        None if bias is None else (bias.shape, bias.dtype),
+        None if grad_out is _FORWARD else (grad_out.shape, grad_out.dtype),
+        groups, stride, padding, dilation, layout, nd,
+    )  # fmt: skip
+
+
 def _conv_setup(
+    func, x, weight, bias, groups, stride, padding, dilation, layout, nd, grad_out=_FORWARD
+):
+    """Validate a convolution call (memoized for NumPy arrays, see :func:`_setup_key`)."""
+    key = _setup_key(func, x, weight, bias, grad_out, groups, stride, padding, dilation,
+                     layout, nd)  # fmt: skip
+    if key is not None:
+        hit = _setups.get(key)
+        if hit is not None:
+            xp, geom, groups, lay = hit
+            gf = None if grad_out is _FORWARD else lay.to_first(xp, grad_out)
+            return xp, geom, groups, lay, lay.to_first(xp, x), weight, bias, gf
+    out = _validate_conv(
+        func, x, weight, bias, groups, stride, padding, dilation, layout, nd, grad_out
+    )
+    if key is not None and len(_setups) < _MEMO_SIZE:
+        _setups[key] = out[:4]
+    return out
+
+
+def _validate_conv(
     func, x, weight, bias, groups, stride, padding, dilation, layout, nd, grad_out=_FORWARD
 ):
     """Validate a convolution call; return ``xp, geom, groups, layout``, the
