@@ -175,14 +175,18 @@ def _same_dtype(ref_name: str, ref, **others) -> None:
 
 
 def _bias(xp, bias, f: int):
-    """``bias`` as ``(F,)`` (or None) and the shape its gradient gets."""
+    """``bias`` as ``(F,)`` (or None) and the shape its gradient gets.
+
+    The gradient keeps the shape of the bias given (``(F,)``, ``F x 1`` or ``1 x F``), and
+    is ``F x 1`` without a bias, as ``backward_propagation.m`` returns it.
+    """
     if bias is None or prod(bias.shape) == 0:
-        return None, (f,)
+        return None, (f, 1)
     shape = tuple(bias.shape)
-    if shape not in ((f,), (f, 1)):
+    if shape not in ((f,), (f, 1), (1, f)):
         raise ValueError(
-            f"bias must have shape ({f},) or ({f}, 1) for F={f} filters (or be None or empty), "
-            f"got {shape}"
+            f"bias must have shape ({f},), ({f}, 1) or (1, {f}) for F={f} filters (or be None "
+            f"or empty), got {shape}"
         )
     return xp.reshape(bias, (f,)), shape
 
@@ -468,7 +472,7 @@ def forward_propagation(
         Input batch; ``(H, W, C)`` or ``(H, W)`` also work (MATLAB's dropped
         trailing singletons).
     weights : array, shape (HH, WW, C, F)
-    bias : array, shape (F,) or (F, 1), optional
+    bias : array, shape (F,), (F, 1) or (1, F), optional
         None or an empty array means no bias.
     stride : int or [SY SX], optional
     pad : int, [PY PX] or [T B L R], optional
@@ -510,8 +514,10 @@ class Gradient:
     ----------
     input : array, shape (H, W, C, N)
     weight : array, shape (HH, WW, C, F)
-    bias : array, shape (F,) or (F, 1)
-        The shape of the bias given (``(F,)`` when there was none).
+    bias : array, shape (F, 1), (F,) or (1, F)
+        The shape of the bias given; ``(F, 1)`` when there was none (as
+        ``backward_propagation.m`` returns it), so that ``bias - lr * db`` never
+        broadcasts.
     """
 
     input: Array
@@ -546,8 +552,8 @@ def backward_propagation(
     Returns
     -------
     Gradient
-        ``.input`` (H, W, C, N), ``.weight`` (HH, WW, C, F), ``.bias`` (F,) or
-        (F, 1) like ``bias``.
+        ``.input`` (H, W, C, N), ``.weight`` (HH, WW, C, F), ``.bias`` in the
+        shape of ``bias`` (``(F,)``, ``(F, 1)`` or ``(1, F)``), ``(F, 1)`` without one.
 
     Examples
     --------
@@ -559,8 +565,8 @@ def backward_propagation(
     array([[1., 2., 1.],
            [2., 4., 2.],
            [1., 2., 1.]])
-    >>> g.weight.shape, g.bias
-    ((2, 2, 1, 1), array([4.]))
+    >>> g.weight.shape, g.bias                                  # no bias: F x 1
+    ((2, 2, 1, 1), array([[4.]]))
     """
     if not array_api_compat.is_array_api_obj(dout) and hasattr(dout, "input"):
         dout = dout.input

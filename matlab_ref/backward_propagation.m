@@ -4,11 +4,12 @@ function gradient = backward_propagation(dout, input, weights, bias, S, P)
 %   DOUT is the H' x W' x F x N gradient of the loss with respect to the
 %   activations (or a struct whose field 'input' holds it, as the seed's
 %   next layer returns).  INPUT, WEIGHTS, BIAS, S and P are the forward
-%   arguments (BIAS is not needed for the gradients; it may be []).
+%   arguments (BIAS only fixes the shape of the bias gradient; it may be []).
 %   GRADIENT is a struct with fields
 %     input   H x W x C x N   gradient with respect to INPUT
 %     weight  HH x WW x C x F gradient with respect to WEIGHTS
-%     bias    F x 1           gradient with respect to BIAS
+%     bias    gradient with respect to BIAS, in the shape of BIAS (F x 1
+%             or 1 x F), F x 1 when BIAS is []
 %
 %   The seed's BackwardPropagation as a function, with its bugs fixed; see
 %   DEVIATIONS.md.
@@ -53,5 +54,14 @@ function gradient = backward_propagation(dout, input, weights, bias, S, P)
   end
   gradient.input = dx;
   gradient.weight = dw;
-  gradient.bias = db;
+  if isempty(bias)
+    gradient.bias = db;
+  else
+    % The shape of the bias given, so that bias - lr*db never broadcasts
+    % a 1 x F against an F x 1 into F x F.
+    if numel(bias) ~= F
+      error('backward_propagation: bias must have %d elements, got %d', F, numel(bias));
+    end
+    gradient.bias = reshape(db, size(bias));
+  end
 end

@@ -26,6 +26,8 @@ function run_cases(in_dir, out_dir)
 %     x_rrm         reshape_row_major(x, rrm_shape)
 %     y             forward_propagation(x, w, b, stride, pad)   (H' x W' x F x N, floor)
 %     dx, dw, db    backward_propagation(dout, x, w, b, stride, pad)
+%     db_row        the bias gradient for the bias given as a 1 x F row (1 x F;
+%                   only when b is not [])
 %   y, dx, dw and db are always convolutions (floor sizes); is_conv only
 %   affects cols, dimg_covered and dimg.
   files = dir(fullfile(in_dir, '*.mat'));
@@ -80,6 +82,16 @@ function r = run_one(s)
   r.dx = g.input;
   r.dw = g.weight;
   r.db = g.bias;
+  if ~isempty(s.b)
+    % The bias as a 1 x F row: the same activations, the gradient a 1 x F row too
+    b_row = reshape(s.b, 1, []);
+    y_row = forward_propagation(x, w, b_row, S, P);
+    if ~isequal(y_row, r.y)
+      error('run_cases: %s: a 1 x F bias changes the forward output', s.case_id);
+    end
+    g_row = backward_propagation(s.dout, x, w, b_row, S, P);
+    r.db_row = g_row.bias;
+  end
   if size(r.y, 1) ~= floor((H + pt + pb - HH) / sy) + 1 || size(r.y, 3) ~= F
     error('run_cases: %s: forward output has size %s', s.case_id, mat2str(size(r.y)));
   end

@@ -78,6 +78,7 @@ class Ref:
     dx: np.ndarray
     dw: np.ndarray
     db: np.ndarray  # (F, 1)
+    db_row: np.ndarray | None  # (1, F): the bias gradient for the bias as a 1 x F row
 
     @property
     def sizes(self):
@@ -125,6 +126,7 @@ def load_ref(path: Path) -> Ref:
         dx=_full(d["dx"], (H, W, C, N)),
         dw=_full(d["dw"], (HH, WW, C, F)),
         db=_full(d["db"], (F, 1)),
+        db_row=_full(d["db_row"], (1, F)) if "db_row" in d else None,
     )
 
 
@@ -214,8 +216,33 @@ def test_fixture_backward(path, backend, np_ns, dtype, assert_close):
     )
     assert_close(g.input, ref.dx, err_msg=f"{ref.id} input")
     assert_close(g.weight, ref.dw, err_msg=f"{ref.id} weight")
-    assert_close(g.bias.reshape(-1, 1), ref.db, err_msg=f"{ref.id} bias")
-    assert g.bias.shape == ((ref.w.shape[3], 1) if b is not None else (ref.w.shape[3],))
+    # Octave's shape: F x 1 for an F x 1 bias and for none
+    assert_close(g.bias, ref.db, err_msg=f"{ref.id} bias")
+
+
+@fixture_params
+@pytest.mark.declares("conv", "conv_backward", nd=2)
+def test_fixture_bias_shapes(path, backend, np_ns, dtype, assert_close):
+    """A 1 x F bias works as in Octave, and every bias gradient has the shape of its bias."""
+    ref = load_ref(path)
+    if ref.b is None:
+        assert ref.db_row is None
+        pytest.skip(f"{ref.id} has no bias")
+    x, w, dout = (a.astype(dtype) for a in (ref.x, ref.w, ref.dout))
+    kw = {"backend": backend.name}
+    F = ref.w.shape[3]
+    for bias, want in [
+        (ref.b.reshape(1, F), ref.db_row),  # Octave: 1 x F in, 1 x F out
+        (ref.b.reshape(F), ref.db.reshape(F)),  # Python's (F,): no MATLAB twin
+    ]:
+        bias = bias.astype(dtype)
+        y = matlab.forward_propagation(x, w, bias, ref.stride, ref.pad, **kw)
+        assert_close(y, ref.y, err_msg=f"{ref.id} bias {bias.shape}")
+        g = matlab.backward_propagation(dout, x, w, bias, ref.stride, ref.pad, **kw)
+        assert g.bias.shape == bias.shape
+        assert_close(g.bias, want, err_msg=f"{ref.id} bias {bias.shape}")
+        # the seed's update step keeps the shape
+        assert (bias - 0.1 * g.bias).shape == bias.shape
 
 
 @pytest.mark.parametrize("name", ["pad_tblr_stride_yx", "pool_ceil_padded", "seed_4x4x3_k2_f1"])
@@ -441,16 +468,34 @@ def test_outputs_keep_four_dimensions():
     assert y.shape == (4, 5, 1, 1)
     g = matlab.backward_propagation(y, x, w, None, 1, 1)
     assert g.input.shape == (4, 5, 1, 1) and g.weight.shape == (3, 3, 1, 1)
-    assert g.bias.shape == (1,)
+    assert g.bias.shape == (1, 1)  # no bias: F x 1, as Octave
     g = matlab.backward_propagation(y, x, w, np.zeros((1, 1)), 1, 1)
     assert g.bias.shape == (1, 1)
+    g = matlab.backward_propagation(y, x, w, np.zeros(1), 1, 1)
+    assert g.bias.shape == (1,)
+
+
+@pytest.mark.parametrize("shape", [None, (0, 0), (3,), (3, 1), (1, 3)])
+def test_bias_gradient_has_the_shape_of_the_bias(shape):
+    """(F,), F x 1 and 1 x F keep their shape; none (None or MATLAB's []) gives F x 1."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((4, 5, 2, 2)), rng.standard_normal((2, 2, 2, 3))
+    bias = None if shape is None else np.arange(float(np.prod(shape))).reshape(shape)
+    y = matlab.forward_propagation(x, w, bias, 1, 0)
+    g = matlab.backward_propagation(np.ones_like(y), x, w, bias, 1, 0)
+    want = (3, 1) if shape in (None, (0, 0)) else shape
+    assert g.bias.shape == want
+    np.testing.assert_allclose(g.bias.ravel(), np.full(3, 3 * 4 * 2))
+    layer = matlab.ConvolutionLayer(1, 0)
+    layer.forward_propagation(x, w, bias)
+    assert layer.backward_propagation(np.ones_like(y)).bias.shape == want
     assert matlab.im2col_back_ref(np.ones((1, 9)), 1, 1, 1, 3, 3, 1).shape == (3, 3, 1)
 
 
 def test_bias_is_added_per_filter():
     x = np.zeros((2, 2, 1, 1))
     w = np.zeros((1, 1, 1, 3))
-    for bias in (np.array([1.0, 2, 3]), np.array([[1.0], [2], [3]])):
+    for bias in (np.array([1.0, 2, 3]), np.array([[1.0], [2], [3]]), np.array([[1.0, 2, 3]])):
         y = matlab.forward_propagation(x, w, bias, 1, 0)
         np.testing.assert_array_equal(y[0, 0, :, 0], [1, 2, 3])
     assert not matlab.forward_propagation(x, w, np.zeros((0, 0)), 1, 0).any()  # MATLAB's []
@@ -544,7 +589,16 @@ IMG = np.ones((5, 6, 2))
             ValueError,
             r"bias must have shape \(4,\)",
         ),
-        (lambda: matlab.forward_propagation(X, WGT, np.ones((1, 4))), ValueError, "bias must have"),
+        (
+            lambda: matlab.forward_propagation(X, WGT, np.ones((2, 2))),
+            ValueError,
+            r"bias must have shape \(4,\), \(4, 1\) or \(1, 4\)",
+        ),
+        (
+            lambda: matlab.backward_propagation(np.ones((3, 4, 4, 1)), X, WGT, np.ones((1, 1, 4))),
+            ValueError,
+            "bias must have",
+        ),
         (lambda: matlab.forward_propagation(X[None], WGT), ValueError, r"x must be \(H, W, C, N\)"),
         (lambda: matlab.forward_propagation(X, np.ones(3)), ValueError, "weights must be"),
         (
@@ -669,7 +723,12 @@ def test_live_octave_random_cases(live_cases, backend, np_ns, dtype, assert_clos
         g = matlab.backward_propagation(ref.dout, ref.x, ref.w, ref.b, ref.stride, ref.pad, **kw)
         assert_close(g.input, ref.dx, err_msg=msg)
         assert_close(g.weight, ref.dw, err_msg=msg)
-        assert_close(g.bias.reshape(-1, 1), ref.db, err_msg=msg)
+        assert_close(g.bias, ref.db, err_msg=msg)
+        if ref.b is not None:
+            g_row = matlab.backward_propagation(
+                ref.dout, ref.x, ref.w, ref.b.reshape(1, -1), ref.stride, ref.pad, **kw
+            )
+            assert_close(g_row.bias, ref.db_row, err_msg=msg)
         np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
 
 
