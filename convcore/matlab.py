@@ -211,7 +211,46 @@ def _conv_args(xp, x, weights, bias, stride, pad):
 # ---------------------------------------------------------------------------
 # public functions
 # ---------------------------------------------------------------------------
-def reshape_row_major(x: Array, shape) -> Array:
+def _shape(shape, size: int) -> tuple[int, ...]:
+    """``shape`` for ``size`` elements; its one ``-1`` or ``None`` (MATLAB's ``[]``) is inferred."""
+    forms = "a sequence of integers >= 0 with at most one -1 or None (the inferred size)"
+    try:
+        items = _flatten(shape)
+    except TypeError:
+        raise TypeError(f"shape must be {forms}, got {shape!r}") from None
+    if not 1 <= len(items) <= 32:
+        raise ValueError(f"shape must be {forms}, got {shape!r} with {len(items)} values")
+
+    def inferred(item) -> bool:
+        if item is None:
+            return True
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            return False  # _integer names the type
+        return item == -1
+
+    unknown = [i for i, item in enumerate(items) if inferred(item)]
+    if len(unknown) > 1:
+        raise ValueError(
+            f"shape may infer one dimension (-1 or None), got {len(unknown)} in {shape!r}"
+        )
+    dims = [None if i in unknown else _integer("shape", item, 0) for i, item in enumerate(items)]
+    shown = "(" + ", ".join("-1" if d is None else str(d) for d in dims) + ")"
+    known = prod(d for d in dims if d is not None)
+    if unknown:
+        if known == 0:
+            raise ValueError(f"shape {shown} cannot infer a dimension: the others multiply to 0")
+        if size % known:
+            raise ValueError(
+                f"shape {shown} does not fit x's {size} elements: {size} is not divisible by "
+                f"the product of the other dimensions, {known}"
+            )
+        dims[unknown[0]] = size // known
+    elif known != size:
+        raise ValueError(f"shape {shown} has {known} elements but x has {size}")
+    return tuple(dims)
+
+
+def reshape_row_major(x: Array, shape, *dims) -> Array:
     """Reshape in row-major (C) element order, for arrays indexed the MATLAB way.
 
     MATLAB's ``reshape`` reads and fills in column-major order (first index
@@ -223,13 +262,26 @@ def reshape_row_major(x: Array, shape) -> Array:
     Parameters
     ----------
     x : array
-    shape : sequence of int
-        The new shape; its product must equal the number of elements of ``x``.
+    shape : sequence of int, or int
+        The new shape.  One dimension may be ``-1`` or ``None`` (MATLAB's
+        ``[]``): it is inferred from the number of elements, which the other
+        dimensions must divide.  Otherwise the product must equal the number
+        of elements of ``x``.
+    *dims : int or None
+        The MATLAB form ``reshape_row_major(x, d1, d2, ...)``: the dimensions as
+        separate arguments, ``shape`` being the first (``reshape_row_major(x,
+        None, 3)`` is MATLAB's ``reshape_row_major(x, [], 3)``).
 
     Returns
     -------
     array
         Same namespace, dtype and device as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If the shape does not fit the elements of ``x``, or infers more than one
+        dimension.
 
     Examples
     --------
@@ -239,16 +291,16 @@ def reshape_row_major(x: Array, shape) -> Array:
     array([[1, 2],
            [3, 4],
            [5, 6]])
+    >>> reshape_row_major(np.arange(6), None, 3)           # MATLAB: reshape_row_major(x, [], 3)
+    array([[0, 1, 2],
+           [3, 4, 5]])
+    >>> reshape_row_major(np.arange(6), (3, -1)).shape
+    (3, 2)
     """
     xp = _namespace(x=x)
-    dims = _integers("shape", shape, tuple(range(1, 33)), "a sequence of integers >= 0", 0)
-    if prod(dims) != prod(x.shape):
-        raise ValueError(
-            f"shape {tuple(dims)} has {prod(dims)} elements but x has shape {tuple(x.shape)} "
-            f"with {prod(x.shape)}"
-        )
+    new_shape = _shape((shape, *dims) if dims else shape, prod(x.shape))
     # through 1-D: some libraries (Dask) only merge or split whole axes in one reshape
-    return xp.reshape(xp.reshape(x, (-1,)), tuple(dims))
+    return xp.reshape(xp.reshape(x, (-1,)), new_shape)
 
 
 def _windows(size, kernel, strides, pads, is_conv):

@@ -176,6 +176,8 @@ def case_inputs(case: Case, index: int = 0) -> dict:
         "size_x": np.array([H, W, C, N], dtype=np.float64),
         "size_w": np.array([kh, kw, C, F], dtype=np.float64),
         "rrm_shape": np.array(shapes[index % len(shapes)], dtype=np.float64),
+        # the (1-based) size of rrm_shape that reshape_row_major infers from []
+        "rrm_infer": float((index // len(shapes)) % len(shapes[index % len(shapes)]) + 1),
     }
 
 

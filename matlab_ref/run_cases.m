@@ -19,11 +19,14 @@ function run_cases(in_dir, out_dir)
 %     dcols     L x K x N gradients for im2col_back_ref (L = H'*W', K = HH*WW*C)
 %     dout      H' x W' x F x N gradient for backward_propagation
 %     rrm_shape a shape for reshape_row_major(x, rrm_shape)
+%     rrm_infer (optional) the position in rrm_shape to infer: passed as []
 %   Results:
 %     cols          K x L x N   im2col_ref(x(:,:,:,n), HH, WW, stride, pad, is_conv)
 %     dimg_covered  Hc x Wc x C x N   im2col_back_ref(dcols(:,:,n), H', W', stride, HH, WW, C)
 %     dimg          H x W x C x N     im2col_back_ref(..., pad, H, W)
 %     x_rrm         reshape_row_major(x, rrm_shape)
+%     x_rrm_infer   reshape_row_major(x, d1, ..., [], ...): rrm_shape's sizes as
+%                   separate arguments, the one at rrm_infer as [] (inferred)
 %     y             forward_propagation(x, w, b, stride, pad)   (H' x W' x F x N, floor)
 %     dx, dw, db    backward_propagation(dout, x, w, b, stride, pad)
 %     db_row        the bias gradient for the bias given as a 1 x F row (1 x F;
@@ -77,6 +80,12 @@ function r = run_one(s)
     r.dimg(:, :, :, n) = im2col_back_ref(dcols(:,:,n), Ho, Wo, S, HH, WW, C, P, H, W);
   end
   r.x_rrm = reshape_row_major(x, s.rrm_shape);
+  if isfield(s, 'rrm_infer')
+    % The same shape as separate sizes, the one at rrm_infer given as []
+    dims = num2cell(double(s.rrm_shape(:)'));
+    dims{s.rrm_infer} = [];
+    r.x_rrm_infer = reshape_row_major(x, dims{:});
+  end
   r.y = forward_propagation(x, w, s.b, S, P);
   g = backward_propagation(s.dout, x, w, s.b, S, P);
   r.dx = g.input;

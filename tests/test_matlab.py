@@ -73,6 +73,8 @@ class Ref:
     dimg: np.ndarray  # (H, W, C, N)
     rrm_shape: tuple[int, ...]
     x_rrm: np.ndarray
+    rrm_infer: int | None  # 0-based position of rrm_shape that Octave was given as []
+    x_rrm_infer: np.ndarray | None
     y: np.ndarray  # (H', W', F, N), floor sizes
     dout: np.ndarray
     dx: np.ndarray
@@ -121,6 +123,8 @@ def load_ref(path: Path) -> Ref:
         dimg=_full(d["dimg"], (H, W, C, N)),
         rrm_shape=rrm_shape,
         x_rrm=_full(d["x_rrm"], rrm_shape),
+        rrm_infer=int(d["rrm_infer"].item()) - 1 if "rrm_infer" in d else None,
+        x_rrm_infer=_full(d["x_rrm_infer"], rrm_shape) if "x_rrm_infer" in d else None,
         y=_full(d["y"], y_shape),
         dout=_full(d["dout"], y_shape),
         dx=_full(d["dx"], (H, W, C, N)),
@@ -182,10 +186,53 @@ def test_fixture_im2col_back_ref(path, backend, np_ns, dtype, assert_close):
         assert_close(img, ref.dimg[:, :, :, n], err_msg=f"{ref.id} image")
 
 
+def check_reshape_row_major(ref):
+    """reshape_row_major as Octave ran it: the shape, and the sizes with one inferred."""
+    np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
+    assert ref.x_rrm_infer is not None, ref.id
+    k = ref.rrm_infer
+    for unknown in (None, -1, -1.0):  # MATLAB's []
+        shape = list(ref.rrm_shape)
+        shape[k] = unknown
+        got = matlab.reshape_row_major(ref.x, shape)
+        np.testing.assert_array_equal(got, ref.x_rrm_infer, err_msg=f"{ref.id} {shape}")
+        got = matlab.reshape_row_major(ref.x, *shape)  # reshape_row_major(x, d1, [], d3)
+        np.testing.assert_array_equal(got, ref.x_rrm_infer, err_msg=f"{ref.id} {shape}")
+
+
 @fixture_params
 def test_fixture_reshape_row_major(path):
-    ref = load_ref(path)
-    np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
+    check_reshape_row_major(load_ref(path))
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((5, -1), "not divisible by the product of the other dimensions, 5"),
+        ((None, 2, None), "may infer one dimension"),
+        ((-1, -1), "may infer one dimension"),
+        ((0, None), "the others multiply to 0"),
+        ((5, 3), r"shape \(5, 3\) has 15 elements but x has 12"),
+        ((-2, 6), "shape must be >= 0"),
+        ((2.5, None), "shape must be an integer"),
+    ],
+)
+def test_reshape_row_major_inference_errors(shape, match):
+    with pytest.raises(ValueError, match=match):
+        matlab.reshape_row_major(np.arange(12.0), shape)
+
+
+def test_reshape_row_major_inference_namespaces(make_ns):
+    """The inferred size works on every namespace (through 1-D, as the plain shape)."""
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for name in ("numpy", "array_api_strict", "torch", "dask"):
+        try:
+            ns = make_ns(name)
+        except pytest.skip.Exception:
+            continue
+        got = matlab.reshape_row_major(ns.asarray(x), (4, None, 2))
+        assert ns.is_native(got)
+        np.testing.assert_array_equal(ns.to_numpy(got), x.reshape(4, 3, 2))
 
 
 @fixture_params
@@ -729,7 +776,7 @@ def test_live_octave_random_cases(live_cases, backend, np_ns, dtype, assert_clos
                 ref.dout, ref.x, ref.w, ref.b.reshape(1, -1), ref.stride, ref.pad, **kw
             )
             assert_close(g_row.bias, ref.db_row, err_msg=msg)
-        np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
+        check_reshape_row_major(ref)
 
 
 @needs_octave
