@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import shutil
@@ -75,12 +76,23 @@ class Ref:
     x_rrm: np.ndarray
     rrm_infer: int | None  # 0-based position of rrm_shape that Octave was given as []
     x_rrm_infer: np.ndarray | None
+    # whether Octave warned 'convcore:outputSize' in im2col_ref, forward, backward, pooling
+    warned_im2col: bool
+    warned_forward: bool
+    warned_backward: bool
+    warned_pool: bool | None
     y: np.ndarray  # (H', W', F, N), floor sizes
     dout: np.ndarray
     dx: np.ndarray
     dw: np.ndarray
     db: np.ndarray  # (F, 1)
     db_row: np.ndarray | None  # (1, F): the bias gradient for the bias as a 1 x F row
+    # pooling cases only: the gradient and max_pool_ref / avg_pool_ref and their backward
+    dpool: np.ndarray | None = None  # (H', W', C, N), im2col_ref's ceil windows
+    pool_max: np.ndarray | None = None
+    pool_avg: np.ndarray | None = None
+    dx_pool_max: np.ndarray | None = None
+    dx_pool_avg: np.ndarray | None = None
 
     @property
     def sizes(self):
@@ -125,13 +137,61 @@ def load_ref(path: Path) -> Ref:
         x_rrm=_full(d["x_rrm"], rrm_shape),
         rrm_infer=int(d["rrm_infer"].item()) - 1 if "rrm_infer" in d else None,
         x_rrm_infer=_full(d["x_rrm_infer"], rrm_shape) if "x_rrm_infer" in d else None,
+        warned_im2col=bool(d["warned_im2col"].item()),
+        warned_forward=bool(d["warned_forward"].item()),
+        warned_backward=bool(d["warned_backward"].item()),
+        warned_pool=bool(d["warned_pool"].item()) if "warned_pool" in d else None,
         y=_full(d["y"], y_shape),
         dout=_full(d["dout"], y_shape),
         dx=_full(d["dx"], (H, W, C, N)),
         dw=_full(d["dw"], (HH, WW, C, F)),
         db=_full(d["db"], (F, 1)),
         db_row=_full(d["db_row"], (1, F)) if "db_row" in d else None,
+        **(
+            {
+                "dpool": _full(d["dpool"], (*windows, C, N)),
+                "pool_max": _full(d["pool_max"], (*windows, C, N)),
+                "pool_avg": _full(d["pool_avg"], (*windows, C, N)),
+                "dx_pool_max": _full(d["dx_pool_max"], (H, W, C, N)),
+                "dx_pool_avg": _full(d["dx_pool_avg"], (H, W, C, N)),
+            }
+            if "dpool" in d
+            else {}
+        ),
     )
+
+
+def pads4(pad):
+    p = np.atleast_1d(pad).ravel().astype(int).tolist()
+    if len(p) == 1:
+        return p * 4
+    if len(p) == 2:
+        return [p[0], p[0], p[1], p[1]]
+    return p
+
+
+def strides2(stride):
+    s = np.atleast_1d(stride).ravel().astype(int).tolist()
+    return (s[0], s[-1])
+
+
+def fractional(size, kernel, stride, pad) -> bool:
+    """Whether ``(H + T + B - HH) / SY + 1`` or the same across is not an integer."""
+    (t, b, left, r), (sy, sx) = pads4(pad), strides2(stride)
+    return bool((size[0] + t + b - kernel[0]) % sy or (size[1] + left + r - kernel[1]) % sx)
+
+
+def size_warning(expected: bool):
+    """``pytest.warns(OutputSizeWarning)`` where the sizes are fractional; else no warning at
+    all may be raised (the suite turns warnings into errors)."""
+    if expected:
+        return pytest.warns(matlab.OutputSizeWarning, match="invalid stride or pad for the input")
+    return contextlib.nullcontext()
+
+
+def ref_fractional(ref) -> bool:
+    H, W, _C, _N, HH, WW, _F = ref.sizes
+    return fractional((H, W), (HH, WW), ref.stride, ref.pad)
 
 
 fixture_params = pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.stem for p in FIXTURE_FILES])
@@ -145,6 +205,16 @@ def test_fixtures_are_committed():
     assert sum(p.stat().st_size for p in FIXTURE_FILES) < 2_000_000
     pooling = [p for p in FIXTURE_FILES if not load_ref(p).is_conv.item()]
     assert len(pooling) >= 3
+    assert all(load_ref(p).pool_max is not None for p in pooling)
+
+
+@fixture_params
+def test_octave_warns_where_python_does(path):
+    """Octave's .m files warned 'convcore:outputSize' exactly where the sizes are fractional."""
+    ref = load_ref(path)
+    frac = ref_fractional(ref)
+    assert ref.warned_im2col == ref.warned_forward == ref.warned_backward == frac, ref.id
+    assert ref.warned_pool in (None, frac), ref.id
 
 
 def test_seed_alexnet_shapes():
@@ -163,9 +233,10 @@ def test_fixture_im2col_ref(path, backend, np_ns, dtype, assert_close):
     _H, _W, _C, N, HH, WW, _F = ref.sizes
     for n in range(N):
         img = ref.x[:, :, :, n].astype(dtype)
-        cols = matlab.im2col_ref(
-            img, HH, WW, ref.stride, ref.pad, ref.is_conv, backend=backend.name
-        )
+        with size_warning(ref.warned_im2col):
+            cols = matlab.im2col_ref(
+                img, HH, WW, ref.stride, ref.pad, ref.is_conv, backend=backend.name
+            )
         assert cols.dtype == dtype
         assert_close(cols, ref.cols[:, :, n], err_msg=f"{ref.id} image {n}")
 
@@ -240,9 +311,10 @@ def test_reshape_row_major_inference_namespaces(make_ns):
 def test_fixture_forward(path, backend, np_ns, dtype, assert_close):
     ref = load_ref(path)
     b = None if ref.b is None else ref.b.astype(dtype)
-    y = matlab.forward_propagation(
-        ref.x.astype(dtype), ref.w.astype(dtype), b, ref.stride, ref.pad, backend=backend.name
-    )
+    with size_warning(ref.warned_forward):
+        y = matlab.forward_propagation(
+            ref.x.astype(dtype), ref.w.astype(dtype), b, ref.stride, ref.pad, backend=backend.name
+        )
     assert y.dtype == dtype
     assert_close(y, ref.y, err_msg=ref.id)
 
@@ -252,15 +324,16 @@ def test_fixture_forward(path, backend, np_ns, dtype, assert_close):
 def test_fixture_backward(path, backend, np_ns, dtype, assert_close):
     ref = load_ref(path)
     b = None if ref.b is None else ref.b.astype(dtype)
-    g = matlab.backward_propagation(
-        ref.dout.astype(dtype),
-        ref.x.astype(dtype),
-        ref.w.astype(dtype),
-        b,
-        ref.stride,
-        ref.pad,
-        backend=backend.name,
-    )
+    with size_warning(ref.warned_backward):
+        g = matlab.backward_propagation(
+            ref.dout.astype(dtype),
+            ref.x.astype(dtype),
+            ref.w.astype(dtype),
+            b,
+            ref.stride,
+            ref.pad,
+            backend=backend.name,
+        )
     assert_close(g.input, ref.dx, err_msg=f"{ref.id} input")
     assert_close(g.weight, ref.dw, err_msg=f"{ref.id} weight")
     # Octave's shape: F x 1 for an F x 1 bias and for none
@@ -283,13 +356,67 @@ def test_fixture_bias_shapes(path, backend, np_ns, dtype, assert_close):
         (ref.b.reshape(F), ref.db.reshape(F)),  # Python's (F,): no MATLAB twin
     ]:
         bias = bias.astype(dtype)
-        y = matlab.forward_propagation(x, w, bias, ref.stride, ref.pad, **kw)
+        with size_warning(ref.warned_forward):
+            y = matlab.forward_propagation(x, w, bias, ref.stride, ref.pad, **kw)
         assert_close(y, ref.y, err_msg=f"{ref.id} bias {bias.shape}")
-        g = matlab.backward_propagation(dout, x, w, bias, ref.stride, ref.pad, **kw)
+        with size_warning(ref.warned_backward):
+            g = matlab.backward_propagation(dout, x, w, bias, ref.stride, ref.pad, **kw)
         assert g.bias.shape == bias.shape
         assert_close(g.bias, want, err_msg=f"{ref.id} bias {bias.shape}")
         # the seed's update step keeps the shape
         assert (bias - 0.1 * g.bias).shape == bias.shape
+
+
+def check_pooling(ref, dtype, kw, assert_close):
+    """max_pool / avg_pool and their backward passes against Octave's *_pool_ref.m."""
+    _H, _W, C, _N, HH, WW, _F = ref.sizes
+    x, dpool = ref.x.astype(dtype), ref.dpool.astype(dtype)
+    args = (HH, WW, ref.stride, ref.pad)
+    got = matlab.max_pool(x, *args, **kw)
+    assert got.dtype == dtype and got.shape == ref.pool_max.shape
+    assert_close(got, ref.pool_max, err_msg=f"{ref.id} max_pool")
+    assert_close(matlab.avg_pool(x, *args, **kw), ref.pool_avg, err_msg=f"{ref.id} avg_pool")
+    dx = matlab.max_pool_backward(dpool, x, *args, **kw)
+    assert dx.dtype == dtype
+    assert_close(dx, ref.dx_pool_max, err_msg=f"{ref.id} max_pool_backward")
+    for size in (x, x.shape, list(x.shape)):  # the input or its MATLAB size
+        dx = matlab.avg_pool_backward(dpool, size, *args, **kw)
+        assert_close(dx, ref.dx_pool_avg, err_msg=f"{ref.id} avg_pool_backward")
+    # the seed's definitions: max and mean over each channel's rows of im2col_ref(..., 0)
+    cols = ref.cols[:, :, 0].reshape(C, HH * WW, -1)  # rows ch*HH*WW + tap
+    ho, wo = ref.windows
+    np.testing.assert_array_equal(cols.max(axis=1).T.reshape(ho, wo, C), ref.pool_max[..., 0])
+
+
+POOL_FILES = [p for p in FIXTURE_FILES if p.stem.startswith("pool_")]
+
+
+@pytest.mark.parametrize("path", POOL_FILES, ids=[p.stem for p in POOL_FILES])
+@pytest.mark.declares("im2col", "col2im", nd=2)
+def test_fixture_pooling(path, backend, np_ns, dtype, assert_close):
+    ref = load_ref(path)
+    assert ref.pool_max is not None, ref.id
+    assert ref.warned_pool == ref_fractional(ref)
+    with size_warning(ref.warned_pool):
+        check_pooling(ref, dtype, {"backend": backend.name}, assert_close)
+
+
+def test_fixture_pool_ties_has_ties_and_padding_maxima():
+    """pool_ties really tests the tie rule: windows with equal maxima, maxima in the padding."""
+    ref = load_ref(MATLAB_REF / "fixtures" / "pool_ties.mat")
+    _H, _W, C, N, HH, WW, _F = ref.sizes
+    cols = ref.cols.reshape(C, HH * WW, -1, N)
+    peak = cols.max(axis=1, keepdims=True)
+    assert ((cols == peak).sum(axis=1) > 1).mean() > 0.5
+    assert (peak == 0).any() and set(np.unique(ref.x)) <= {-2.0, -1.0, 0.0, 1.0}
+    # the first maximum down the columns wins: not the row-major first one of convcore
+    with size_warning(True):
+        ours = matlab.max_pool_backward(ref.dpool, ref.x, HH, WW, ref.stride, ref.pad)
+    core = convcore.max_pool2d_backward(
+        ref.dpool, ref.x, (HH, WW), 2, 1, ceil_mode="cover_all", layout="HWCN"
+    )
+    np.testing.assert_allclose(ours, ref.dx_pool_max, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(core, ref.dx_pool_max)
 
 
 @pytest.mark.parametrize("name", ["pad_tblr_stride_yx", "pool_ceil_padded", "seed_4x4x3_k2_f1"])
@@ -297,10 +424,18 @@ def test_fixture_bias_shapes(path, backend, np_ns, dtype, assert_close):
 def test_fixture_every_namespace(name, backend, ns, dtype, assert_close):
     """The adapter only uses the array API: each namespace in, the same namespace out."""
     ref = load_ref(MATLAB_REF / "fixtures" / f"{name}.mat")
-    H, W, C, _N, HH, WW, _F = ref.sizes
-    ho, wo = ref.windows
     kw = {"backend": backend.name}
     b = None if ref.b is None else ns.asarray(ref.b)
+    with size_warning(ref_fractional(ref)):
+        outs = _every_namespace_outputs(ref, ns, b, kw)
+    for key, (got, want) in outs.items():
+        assert ns.is_native(got), f"{key}: {type(got)} is not a {ns.name} array"
+        assert_close(ns.to_numpy(got), want, err_msg=key)
+
+
+def _every_namespace_outputs(ref, ns, b, kw):
+    H, W, C, _N, HH, WW, _F = ref.sizes
+    ho, wo = ref.windows
     outs = {
         "cols": (
             matlab.im2col_ref(
@@ -326,9 +461,23 @@ def test_fixture_every_namespace(name, backend, ns, dtype, assert_close):
         ns.asarray(ref.dout), ns.asarray(ref.x), ns.asarray(ref.w), b, ref.stride, ref.pad, **kw
     )
     outs.update(input=(g.input, ref.dx), weight=(g.weight, ref.dw))
-    for key, (got, want) in outs.items():
-        assert ns.is_native(got), f"{key}: {type(got)} is not a {ns.name} array"
-        assert_close(ns.to_numpy(got), want, err_msg=key)
+    if ref.pool_max is not None:
+        x = ns.asarray(ref.x)
+        stride, pad = ref.stride, ref.pad
+        dpool = ns.asarray(ref.dpool)
+        outs.update(
+            pool_max=(matlab.max_pool(x, HH, WW, stride, pad, **kw), ref.pool_max),
+            pool_avg=(matlab.avg_pool(x, HH, WW, stride, pad, **kw), ref.pool_avg),
+            dx_pool_max=(
+                matlab.max_pool_backward(dpool, x, HH, WW, stride, pad, **kw),
+                ref.dx_pool_max,
+            ),
+            dx_pool_avg=(
+                matlab.avg_pool_backward(dpool, x, HH, WW, stride, pad, **kw),
+                ref.dx_pool_avg,
+            ),
+        )
+    return outs
 
 
 @pytest.mark.parametrize("path", FIXTURE_FILES[:6], ids=[p.stem for p in FIXTURE_FILES[:6]])
@@ -336,10 +485,12 @@ def test_fixture_layer(path, assert_close):
     """ConvolutionLayer caches like the seed's object; the seed's method names work too."""
     ref = load_ref(path)
     layer = matlab.ConvolutionLayer(ref.stride, ref.pad)
-    y = layer.ForwardPropagation(ref.x, ref.w, ref.b)
+    with size_warning(ref.warned_forward):
+        y = layer.ForwardPropagation(ref.x, ref.w, ref.b)
     assert layer.previous_input is ref.x and layer.weights is ref.w and layer.activations is y
     assert_close(y, ref.y)
-    g = layer.BackwardPropagation(matlab.Gradient(ref.dout, None, None))  # the next layer's struct
+    with size_warning(ref.warned_backward):  # the next layer's struct
+        g = layer.BackwardPropagation(matlab.Gradient(ref.dout, None, None))
     assert_close(g.input, ref.dx)
     assert_close(g.weight, ref.dw)
 
@@ -347,15 +498,6 @@ def test_fixture_layer(path, assert_close):
 # --------------------------------------------------------------------------
 # Independent oracles: direct loops
 # --------------------------------------------------------------------------
-
-
-def pads4(pad):
-    p = np.atleast_1d(pad).ravel().astype(int).tolist()
-    if len(p) == 1:
-        return p * 4
-    if len(p) == 2:
-        return [p[0], p[0], p[1], p[1]]
-    return p
 
 
 def im2col_matlab_loops(img, kh, kw, stride, pad, is_conv=True):
@@ -421,10 +563,13 @@ def test_against_loop_oracle(case, backend, np_ns, dtype, assert_close):
     # forward and backward: the naive oracle in NCHW
     to_nchw, to_matlab = (3, 2, 0, 1), (2, 3, 1, 0)
     geo = (stride, tuple(pad), (1, 1))
-    y = matlab.forward_propagation(x, w, b, list(stride), pad, **kw)
+    frac = fractional((case.H, case.W), case.kernel, stride, pad)
+    with size_warning(frac):
+        y = matlab.forward_propagation(x, w, b, list(stride), pad, **kw)
     want = naive.conv(x.transpose(to_nchw), w.transpose(to_nchw), b.ravel(), *geo, groups=1)
     assert_close(y, want.transpose(to_matlab))
-    g = matlab.backward_propagation(dout, x, w, b, list(stride), pad, **kw)
+    with size_warning(frac):
+        g = matlab.backward_propagation(dout, x, w, b, list(stride), pad, **kw)
     dx, dw, db = naive.conv_backward(
         dout.transpose(to_nchw), x.transpose(to_nchw), w.transpose(to_nchw), *geo, groups=1
     )
@@ -434,7 +579,8 @@ def test_against_loop_oracle(case, backend, np_ns, dtype, assert_close):
     # columns and their adjoint: direct loops, convolution and pooling windows
     kh, kwd = case.kernel
     for is_conv in (True, False):
-        cols = matlab.im2col_ref(x[:, :, :, 0], kh, kwd, stride, pad, is_conv, **kw)
+        with size_warning(frac):
+            cols = matlab.im2col_ref(x[:, :, :, 0], kh, kwd, stride, pad, is_conv, **kw)
         want_cols = im2col_matlab_loops(x[:, :, :, 0], kh, kwd, stride, pad, is_conv)
         np.testing.assert_array_equal(cols, want_cols)
         t, bb, left, r = pad
@@ -470,7 +616,8 @@ def test_im2col_back_ref_is_exact_adjoint(backend, np_ns, dtype, geom, seed):
     H, W, C, kh, kw, stride, pad, is_conv = geom
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((H, W, C))
-    cols = matlab.im2col_ref(z, kh, kw, stride, pad, is_conv, backend=backend.name)
+    with size_warning(fractional((H, W), (kh, kw), stride, pad)):
+        cols = matlab.im2col_ref(z, kh, kw, stride, pad, is_conv, backend=backend.name)
     np.testing.assert_array_equal(cols, im2col_matlab_loops(z, kh, kw, stride, pad, is_conv))
     d = rng.standard_normal(cols.T.shape)
     (t, b, left, r), (sy, sx) = pad, stride
@@ -561,8 +708,9 @@ def test_bias_is_added_per_filter():
 def test_matlab_option_forms(stride, pad, same_as):
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((6, 7, 2, 2)), rng.standard_normal((3, 2, 2, 3))
-    y = matlab.forward_propagation(x, w, None, stride, pad)
-    np.testing.assert_array_equal(y, matlab.forward_propagation(x, w, None, *same_as))
+    with size_warning(fractional((6, 7), (3, 2), stride, pad)):  # e.g. (6 + 2 - 3) / 2 + 1
+        y = matlab.forward_propagation(x, w, None, stride, pad)
+        np.testing.assert_array_equal(y, matlab.forward_propagation(x, w, None, *same_as))
 
 
 def test_layer_backward_before_forward():
@@ -575,9 +723,14 @@ def test_inputs_are_not_modified():
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal((5, 6, 2, 2)), rng.standard_normal((3, 3, 2, 4)), np.ones(4)
     copies = [a.copy() for a in (x, w, b)]
-    y = matlab.forward_propagation(x, w, b, 2, [1, 0, 0, 1])
-    matlab.backward_propagation(y, x, w, b, 2, [1, 0, 0, 1])
-    matlab.im2col_ref(x[:, :, :, 0], 3, 3, 2, 1)
+    with size_warning(True):  # (5 + 1 - 3) / 2 + 1 = 2.5
+        y = matlab.forward_propagation(x, w, b, 2, [1, 0, 0, 1])
+        matlab.backward_propagation(y, x, w, b, 2, [1, 0, 0, 1])
+        matlab.im2col_ref(x[:, :, :, 0], 3, 3, 2, 1)
+        pooled = matlab.max_pool(x, 3, 3, 2, 1)
+        matlab.max_pool_backward(np.ones_like(pooled), x, 3, 3, 2, 1)
+        matlab.avg_pool(x, 3, 3, 2, 1)
+        matlab.avg_pool_backward(np.ones_like(pooled), x, 3, 3, 2, 1)
     for a, c in zip((x, w, b), copies, strict=True):
         np.testing.assert_array_equal(a, c)
 
@@ -721,6 +874,7 @@ def _random_cases(mf, seed, count=8):
             pad=pad_opt,
             is_conv=bool(k % 2),
             bias=bool(k % 4),
+            pattern="ties" if k % 4 == 2 else None,  # pooling with many equal maxima
         )
         t, b, left, r = case.pads
         if kh <= H + t + b and kw <= W + left + r:
@@ -750,6 +904,18 @@ def test_live_octave_random_cases(live_cases, backend, np_ns, dtype, assert_clos
     assert refs, "no valid random case"
     for ref in refs:
         msg = f"{ref.id} (random seed {seed}; stride {ref.stride}, pad {ref.pad})"
+        frac = ref_fractional(ref)
+        assert ref.warned_im2col == ref.warned_forward == ref.warned_backward == frac, msg
+        assert ref.warned_pool in (None, frac), msg
+        with size_warning(frac):
+            _check_live_ref(ref, kw, msg, assert_close)
+        if ref.pool_max is not None:
+            with size_warning(frac):
+                check_pooling(ref, np.float64, kw, assert_close)
+
+
+def _check_live_ref(ref, kw, msg, assert_close):
+    if True:
         H, W, C, N, HH, WW, _F = ref.sizes
         ho, wo = ref.windows
         for n in range(N):
