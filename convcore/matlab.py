@@ -486,15 +486,33 @@ def im2col_ref(
         row, as the seed's loop (``r`` outer, ``c`` inner).  This differs from
         :func:`convcore.im2col` (PyTorch ``unfold`` rows ``(ch*HH + i)*WW + j``).
 
+    Warns
+    -----
+    OutputSizeWarning
+        When ``(H + T + B - HH) / SY + 1`` (or the same across) is not an
+        integer: the seed's ``warning('warning: Invalid stride or pad for
+        input')``.  The floor (convolution) or the ceil (pooling) is taken as
+        said above.  Inside :func:`strict` a ``ValueError`` instead.
+
     Examples
     --------
     Pooling windows hanging over the edge (a 3x3 image, 2x2 windows, stride
-    2: ``ceil(1/2) + 1 = 2`` windows per axis):
+    2: ``ceil(1/2) + 1 = 2`` windows per axis).  ``(3 - 2) / 2 + 1`` is not an
+    integer, so it warns as the seed does:
 
+    >>> import warnings
     >>> import numpy as np
-    >>> from convcore.matlab import im2col_ref
+    >>> from convcore.matlab import OutputSizeWarning, im2col_ref
     >>> img = np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]])
-    >>> im2col_ref(img, 2, 2, 2, 0, is_conv=False)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always", OutputSizeWarning)
+    ...     cols = im2col_ref(img, 2, 2, 2, 0, is_conv=False)
+    >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+    im2col_ref: invalid stride or pad for the input: (H + T + B - HH) / SY + 1 = (3 + 0 + 0 - 2) / 2
+    + 1 = 1.5 is not an integer, nor (W + L + R - WW) / SX + 1 = (3 + 0 + 0 - 2) / 2 + 1 = 1.5;
+    pooling takes the ceil: H' x W' = 2 x 2, the last windows hanging over the bottom/right edge
+    and reading zeros there
+    >>> cols
     array([[1., 3., 7., 9.],
            [4., 6., 0., 0.],
            [2., 0., 8., 0.],
@@ -664,6 +682,12 @@ def forward_propagation(
         Always 4-D.  ``H' = floor((H + T + B - HH) / SY) + 1``.  Cross-correlation,
         as in the seed and every deep-learning library.
 
+    Warns
+    -----
+    OutputSizeWarning
+        When ``(H + T + B - HH) / SY + 1`` (or the same across) is not an
+        integer, as the seed's ``im2col_ref``; a ``ValueError`` inside :func:`strict`.
+
     Examples
     --------
     >>> import numpy as np
@@ -733,6 +757,11 @@ def backward_propagation(
     Gradient
         ``.input`` (H, W, C, N), ``.weight`` (HH, WW, C, F), ``.bias`` in the
         shape of ``bias`` (``(F,)``, ``(F, 1)`` or ``(1, F)``), ``(F, 1)`` without one.
+
+    Warns
+    -----
+    OutputSizeWarning
+        As :func:`forward_propagation`.
 
     Examples
     --------
