@@ -1167,7 +1167,8 @@ def avg_pool_backward(
     dout : array, shape (H', W', C, N), or an object with an ``input`` field
     x : array, shape (H, W, C, N), or its size
         The forward input, or only its size ``[H W C N]`` (MATLAB's ``size(x)``;
-        trailing ones may be left out): average pooling is linear.
+        trailing ones may be left out) as a tuple or list of integers: average
+        pooling is linear.  An array is always taken as the input itself.
     k_height, k_width, stride, pad, backend
         The forward arguments.
 

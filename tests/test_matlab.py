@@ -1003,3 +1003,287 @@ def test_live_seed_literal_code_shows_each_bug():
         assert status.get(("BUG", name)) == "CONFIRMED", (name, proc.stdout)
         assert status.get(("FIX", name)) == "OK", (name, proc.stdout)
     assert len(status) == 2 * len(SEED_BUGS), proc.stdout
+
+
+# --------------------------------------------------------------------------
+# The output-size warning and strict()
+# --------------------------------------------------------------------------
+
+X5 = np.ones((5, 6, 2, 3))  # (5 + 0 - 2) / 2 + 1 = 2.5: fractional down, integral across
+W2 = np.ones((2, 2, 2, 4))
+
+WARNING_CALLS = {
+    "im2col_ref": (lambda: matlab.im2col_ref(X5[:, :, :, 0], 2, 2, 2), "ceil", "2 x 3"),
+    "im2col_ref pooling": (
+        lambda: matlab.im2col_ref(X5[:, :, :, 0], 2, 2, 2, 0, False),
+        "ceil",
+        "3 x 3",
+    ),
+    "forward_propagation": (lambda: matlab.forward_propagation(X5, W2, None, 2), "floor", "2 x 3"),
+    "backward_propagation": (
+        lambda: matlab.backward_propagation(np.ones((2, 3, 4, 3)), X5, W2, None, 2),
+        "floor",
+        "2 x 3",
+    ),
+    "ConvolutionLayer": (
+        lambda: matlab.ConvolutionLayer(2).forward_propagation(X5, W2),
+        "floor",
+        "2 x 3",
+    ),
+    "max_pool": (lambda: matlab.max_pool(X5, 2, 2), "ceil", "3 x 3"),
+    "avg_pool": (lambda: matlab.avg_pool(X5, 2, 2), "ceil", "3 x 3"),
+    "max_pool_backward": (
+        lambda: matlab.max_pool_backward(np.ones((3, 3, 2, 3)), X5, 2, 2),
+        "ceil",
+        "3 x 3",
+    ),
+    "avg_pool_backward": (
+        lambda: matlab.avg_pool_backward(np.ones((3, 3, 2, 3)), X5.shape, 2, 2),
+        "ceil",
+        "3 x 3",
+    ),
+}
+WARNING_CALLS["im2col_ref"] = (WARNING_CALLS["im2col_ref"][0], "floor", "2 x 3")
+
+
+@pytest.mark.parametrize("name", list(WARNING_CALLS))
+def test_fractional_sizes_warn_naming_the_sizes(name):
+    call, rule, size = WARNING_CALLS[name]
+    with pytest.warns(matlab.OutputSizeWarning) as record:
+        call()
+    assert len(record) == 1, [str(w.message) for w in record]  # once per call
+    message = str(record[0].message)
+    assert "(H + T + B - HH) / SY + 1 = (5 + 0 + 0 - 2) / 2 + 1 = 2.5 is not an integer" in message
+    assert "(W + L + R - WW)" not in message  # (6 - 2) / 2 + 1 = 3 is fine
+    assert f"takes the {rule}: H' x W' = {size}" in message
+    assert record[0].filename == __file__  # it points at the caller, not into convcore
+    assert issubclass(matlab.OutputSizeWarning, UserWarning)
+
+
+@pytest.mark.parametrize("name", list(WARNING_CALLS))
+def test_strict_raises_instead(name):
+    call, rule, size = WARNING_CALLS[name]
+    with matlab.strict():
+        with pytest.raises(ValueError, match=r"= 2\.5 is not an integer \(strict\(\) is on") as e:
+            call()
+        assert f"would take the {rule}: H' x W' = {size}" in str(e.value)
+        with matlab.strict(False), pytest.warns(matlab.OutputSizeWarning):
+            call()
+        with pytest.raises(ValueError):  # restored on exit
+            call()
+    with pytest.warns(matlab.OutputSizeWarning):  # off again
+        call()
+
+
+def test_strict_leaves_integral_sizes_alone_and_is_thread_local():
+    import threading
+
+    with matlab.strict() as on:
+        assert on is True
+        y = matlab.forward_propagation(np.ones((4, 6)), np.ones((2, 2)), None, 2)
+        assert y.shape == (2, 3, 1, 1)
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(matlab._strict.get()))
+        thread.start()
+        thread.join()
+        assert seen == [False]
+    with pytest.raises(ValueError, match="enabled must be"):
+        with matlab.strict(2):
+            pass
+
+
+def test_both_axes_named():
+    with pytest.warns(matlab.OutputSizeWarning) as record:
+        matlab.forward_propagation(np.ones((5, 7)), np.ones((2, 2)), None, [2, 3], [0, 0, 0, 0])
+    message = str(record[0].message)
+    assert "(5 + 0 + 0 - 2) / 2 + 1 = 2.5 is not an integer, nor" in message
+    assert "nor (W + L + R - WW) / SX + 1 = (7 + 0 + 0 - 2) / 3 + 1 = 2.66667;" in message
+    assert "the last 1 row and 2 columns of the padded input unread" in message
+    with pytest.warns(matlab.OutputSizeWarning) as record:  # only across
+        matlab.forward_propagation(np.ones((5, 7)), np.ones((2, 2)), None, [2, 3], [0, 1, 0, 0])
+    message = str(record[0].message)
+    assert "(H + T + B - HH)" not in message and " nor " not in message
+    assert "(W + L + R - WW) / SX + 1 = (7 + 0 + 0 - 2) / 3 + 1 = 2.66667 is not an" in message
+
+
+# --------------------------------------------------------------------------
+# Pooling: direct loops, NaN, forms and errors
+# --------------------------------------------------------------------------
+
+
+def pool_loops(x, kh, kw, stride, pad):
+    """The seed's pooling by definition: each window read pixel by pixel, zeros outside.
+
+    Returns the maxima, the means, and for each window the (ih, iw) of MATLAB's first
+    maximum over patch(:) (i fastest), or None when it is padding/overhang.
+    """
+    H, W, C, N = x.shape
+    (sy, sx), (t, b, left, r) = stride, pads4(pad)
+    ho = -(-(H + t + b - kh) // sy) + 1
+    wo = -(-(W + left + r - kw) // sx) + 1
+    mx, av = np.zeros((ho, wo, C, N)), np.zeros((ho, wo, C, N))
+    where = {}
+    for n in range(N):
+        for c in range(C):
+            for oh in range(ho):
+                for ow in range(wo):
+                    vals, cells = [], []
+                    for j in range(kw):
+                        for i in range(kh):  # patch(:): down the columns
+                            ih, iw = oh * sy + i - t, ow * sx + j - left
+                            inside = 0 <= ih < H and 0 <= iw < W
+                            vals.append(x[ih, iw, c, n] if inside else 0.0)
+                            cells.append((ih, iw) if inside else None)
+                    v = np.array(vals)
+                    ok = ~np.isnan(v)
+                    k = int(np.argmax(np.where(ok, v, -np.inf))) if ok.any() else 0
+                    mx[oh, ow, c, n] = v[k] if ok.any() else np.nan
+                    av[oh, ow, c, n] = v.sum() / (kh * kw)
+                    where[oh, ow, c, n] = cells[k]
+    return mx, av, where
+
+
+@st.composite
+def pool_cases(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    pad = [draw(st.integers(0, 3)) for _ in range(4)]
+    H = draw(st.integers(max(1, kh - pad[0] - pad[1]), 6))
+    W = draw(st.integers(max(1, kw - pad[2] - pad[3]), 6))
+    C, N = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ties = draw(st.booleans())
+    return H, W, C, N, kh, kw, stride, pad, ties
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=pool_cases(), seed=st.integers(0, 2**32 - 1))
+@pytest.mark.declares("im2col", "col2im", nd=2, dtypes=["float64"])
+def test_pooling_against_loops(backend, np_ns, dtype, case, seed):
+    H, W, C, N, kh, kw, stride, pad, ties = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((H, W, C, N))
+    if ties:
+        x = np.clip(np.floor(x), -2, 1)
+    mx, av, where = pool_loops(x, kh, kw, stride, pad)
+    dout = rng.standard_normal(mx.shape)
+    want_dx = np.zeros_like(x)
+    for (oh, ow, c, n), cell in where.items():
+        if cell is not None:
+            want_dx[cell[0], cell[1], c, n] += dout[oh, ow, c, n]
+    want_da = np.zeros_like(x)
+    (sy, sx), (t, _b, left, _r) = stride, pads4(pad)
+    for (oh, ow, c, n), _ in where.items():
+        for i in range(kh):
+            for j in range(kw):
+                ih, iw = oh * sy + i - t, ow * sx + j - left
+                if 0 <= ih < H and 0 <= iw < W:
+                    want_da[ih, iw, c, n] += dout[oh, ow, c, n] / (kh * kw)
+    kwargs = {"backend": backend.name}
+    with size_warning(fractional((H, W), (kh, kw), stride, pad)):
+        np.testing.assert_array_equal(matlab.max_pool(x, kh, kw, stride, pad, **kwargs), mx)
+        np.testing.assert_allclose(matlab.avg_pool(x, kh, kw, stride, pad, **kwargs), av)
+        dx = matlab.max_pool_backward(dout, x, kh, kw, stride, pad, **kwargs)
+        np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12)
+        da = matlab.avg_pool_backward(dout, x, kh, kw, stride, pad, **kwargs)
+        np.testing.assert_allclose(da, want_da, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_nan_is_skipped_as_matlab_max():
+    x = np.array([[np.nan, 1.0], [np.nan, -np.inf]])  # one window
+    assert matlab.max_pool(x, 2, 2)[0, 0, 0, 0] == 1.0
+    dx = matlab.max_pool_backward(np.ones((1, 1)), x, 2, 2)[:, :, 0, 0]
+    np.testing.assert_array_equal(dx, [[0, 1], [0, 0]])
+    x = np.array([[np.nan, -np.inf], [np.nan, np.nan]])  # [m, i] = max: -Inf, its index
+    dx = matlab.max_pool_backward(np.ones((1, 1)), x, 2, 2)[:, :, 0, 0]
+    np.testing.assert_array_equal(dx, [[0, 1], [0, 0]])
+    x = np.full((2, 2), np.nan)  # all NaN: NaN, first tap
+    assert np.isnan(matlab.max_pool(x, 2, 2)[0, 0, 0, 0])
+    dx = matlab.max_pool_backward(np.ones((1, 1)), x, 2, 2)[:, :, 0, 0]
+    np.testing.assert_array_equal(dx, [[1, 0], [0, 0]])
+
+
+def test_pooling_forms():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 4, 3, 2))
+    y = matlab.max_pool(x, 2, 2)  # stride defaults to the window
+    np.testing.assert_array_equal(y, matlab.max_pool(x, 2, 2, [2, 2], 0))
+    assert y.shape == (3, 2, 3, 2)
+    assert matlab.avg_pool(x[:, :, 0, 0], 3, 2, [3, 2]).shape == (2, 2, 1, 1)  # 2-D in, 4-D
+    g = matlab.Gradient(np.ones_like(y), None, None)  # the next layer's struct
+    np.testing.assert_array_equal(
+        matlab.max_pool_backward(g, x, 2, 2), matlab.max_pool_backward(np.ones_like(y), x, 2, 2)
+    )
+    a = matlab.avg_pool_backward(np.ones_like(y), x, 2, 2)
+    for size in (x.shape, [6, 4, 3, 2], (6.0, 4.0, 3, 2)):  # an array is the input itself
+        np.testing.assert_array_equal(matlab.avg_pool_backward(g, size, 2, 2), a)
+    one = np.ones((4, 4))
+    assert matlab.avg_pool_backward(np.ones((2, 2)), (4, 4), 2, 2).shape == (4, 4, 1, 1)
+    assert matlab.max_pool(one.astype(np.float32), 2, 2).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: matlab.max_pool(np.ones((4, 4), dtype=np.int64), 2, 2), TypeError, "floating"),
+        (lambda: matlab.max_pool(np.ones((4, 4)), 0, 2), ValueError, "k_height must be >= 1"),
+        (lambda: matlab.avg_pool(np.ones((4, 4)), 2, 2, 0), ValueError, "stride must be >= 1"),
+        (lambda: matlab.avg_pool(np.ones((4, 4)), 2, 2, 2, -1), ValueError, "pad must be >= 0"),
+        (lambda: matlab.max_pool(np.ones((0, 2)), 1, 1), ValueError, "x must be non-empty"),
+        (lambda: matlab.max_pool(np.ones((2, 2, 1, 1, 1)), 2, 2), ValueError, "x must be"),
+        (
+            lambda: matlab.max_pool_backward(np.ones((3, 2)), np.ones((4, 4)), 2, 2),
+            ValueError,
+            r"dout must have shape \(H', W', C, N\) = \(2, 2, 1, 1\)",
+        ),
+        (
+            lambda: matlab.avg_pool_backward(np.ones((2, 2)), (4, 4, 2), 2, 2),
+            ValueError,
+            r"= \(2, 2, 2, 1\)",
+        ),
+        (
+            lambda: matlab.avg_pool_backward(np.ones((2, 2)), (4,), 2, 2),
+            ValueError,
+            r"x must be the forward input or its size",
+        ),
+        (lambda: matlab.avg_pool_backward(np.ones((2, 2)), None, 2, 2), TypeError, "x must be"),
+        (
+            lambda: matlab.max_pool_backward(np.ones((2, 2), np.float32), np.ones((4, 4)), 2, 2),
+            TypeError,
+            "dout has dtype",
+        ),
+    ],
+)
+def test_pooling_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@needs_octave
+def test_live_octave_warns_once_per_call_and_skips_nan():
+    """forward_propagation.m warns once for a batch of 3 (not once per image); max_pool_ref.m
+    skips NaN as convcore.matlab.max_pool does, and strict mode is warning('error', ...)."""
+    script = (
+        f"addpath('{MATLAB_REF}');"
+        "x = ones(5, 6, 1, 3); forward_propagation(x, ones(2, 2), [], 2, 0);"
+        "p = max_pool_ref([NaN 1; NaN -Inf], 2, 2); printf('MAX %g\\n', p);"
+        "d = max_pool_back_ref(1, [NaN -Inf; NaN NaN], 2, 2); printf('D %g\\n', d);"
+        "warning('error', 'convcore:outputSize');"
+        "try, max_pool_ref(x, 2, 2); catch e, printf('ID %s\\n', e.identifier); end"
+    )
+    proc = subprocess.run(
+        [OCTAVE, "--no-gui", "--norc", "--quiet", "--no-history", "--eval", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert out.count("warning: forward_propagation: invalid stride or pad") == 1, out
+    assert "MAX 1" in out, out
+    assert [line for line in proc.stdout.splitlines() if line.startswith("D ")] == [
+        "D 0",
+        "D 0",
+        "D 1",
+        "D 0",
+    ], out  # column-major: x(1, 2) = -Inf is the third element
+    assert "ID convcore:outputSize" in out, out
