@@ -12,7 +12,16 @@ results compared number for number with ``matlab_ref/`` running in GNU Octave:
 - ``im2col_back_ref``: the adjoint of ``im2col_ref`` (sums patches back);
 - ``forward_propagation``: convolution layer forward, ``(H', W', F, N)``;
 - ``backward_propagation``: gradients ``.input``, ``.weight``, ``.bias``;
-- ``ConvolutionLayer``: the seed's layer, cached forward, then backward.
+- ``ConvolutionLayer``: the seed's layer, cached forward, then backward;
+- ``max_pool``, ``avg_pool`` and their ``*_backward``: pooling on the seed's
+  ``im2col_ref(..., isConv=0)`` windows (ceil sizes, zeros in the padding and
+  the overhang), ``(H', W', C, N)``.
+
+Where the seed warns that a stride or padding is invalid for the input (the
+output size ``(H + T + B - HH) / SY + 1`` is not an integer), these functions
+emit an :class:`OutputSizeWarning` and go on (floor for a convolution, ceil for
+pooling); inside ``with convcore.matlab.strict():`` they raise ``ValueError``
+instead.
 
 Everything runs through the public API (:func:`convcore.im2col`,
 :func:`convcore.col2im`, :func:`convcore.conv2d`,
@@ -44,9 +53,14 @@ array([[1., 2., 4., 5.],
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
-from collections.abc import Sequence
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from math import prod
 from typing import Any
@@ -56,16 +70,23 @@ import array_api_compat
 from ._api import col2im, conv2d, conv2d_backward, im2col
 from ._validation import common as _common
 from ._validation import namespace as _namespace
+from ._validation import zeros as _zeros
 from .geometry import conv_geometry, conv_transpose_output_size, pool_geometry
 
 __all__ = [
     "ConvolutionLayer",
     "Gradient",
+    "OutputSizeWarning",
+    "avg_pool",
+    "avg_pool_backward",
     "backward_propagation",
     "forward_propagation",
     "im2col_back_ref",
     "im2col_ref",
+    "max_pool",
+    "max_pool_backward",
     "reshape_row_major",
+    "strict",
 ]
 
 Array = Any
@@ -80,6 +101,110 @@ _WINDOW = "the window (k_height, k_width)"
 #: it uses for NHWC.
 _LAYOUT = "HWCN"
 _TO_MATLAB = (2, 3, 1, 0)
+
+
+# ---------------------------------------------------------------------------
+# the seed's output-size warning
+# ---------------------------------------------------------------------------
+class OutputSizeWarning(UserWarning):
+    """The output size ``(H + T + B - HH) / SY + 1`` is not an integer (the seed's warning).
+
+    The seed's ``im2col_ref`` warns ``Invalid stride or pad for input`` and goes on:
+    a convolution takes the floor (the last rows or columns of the padded input
+    are not read), pooling the ceil (the last windows hang over the bottom or right
+    edge and read zeros there).  The functions of :mod:`convcore.matlab` do the
+    same and say which sizes and what was done; ``matlab_ref/*.m`` warn with the
+    identifier ``convcore:outputSize``.  Inside :func:`strict` it is a ``ValueError``
+    instead.  Silence it the usual way, e.g. ``warnings.simplefilter("ignore",
+    convcore.matlab.OutputSizeWarning)``.
+    """
+
+
+_strict: ContextVar[bool] = ContextVar("convcore_matlab_strict", default=False)
+
+
+@contextmanager
+def strict(enabled=True) -> Iterator[bool]:
+    """Within the block a non-integer output size is a ``ValueError``, not a warning.
+
+    Like :func:`convcore.use_backend` the setting lives in a
+    :class:`contextvars.ContextVar`: local to the thread or asyncio task, and
+    restored on exit.  ``strict(False)`` turns it off again inside a strict block.
+    The MATLAB side's equivalent is ``warning('error', 'convcore:outputSize')``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import matlab
+    >>> with matlab.strict():
+    ...     matlab.forward_propagation(np.ones((5, 5)), np.ones((2, 2)), None, 2, 0)
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: forward_propagation: invalid stride or pad for the input: (H + T + B - HH) ...
+    """
+    token = _strict.set(_flag("enabled", enabled))
+    try:
+        yield _strict.get()
+    finally:
+        _strict.reset(token)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside this module, for ``warnings.warn``."""
+    frame, level = sys._getframe(1), 1  # the function calling warnings.warn
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _check_output_size(func: str, size, kernel, strides, pads, is_conv: bool, windows) -> None:
+    """Warn (or raise, under :func:`strict`) where ``(H + T + B - HH) / SY + 1`` is fractional.
+
+    ``windows`` is the output size used: floor (convolution) or ceil (pooling).
+    """
+    terms = []
+    for i, (h, t, b, hh, sy) in enumerate(
+        (("H", "T", "B", "HH", "SY"), ("W", "L", "R", "WW", "SX"))
+    ):
+        span = size[i] + pads[2 * i] + pads[2 * i + 1] - kernel[i]
+        if span % strides[i]:
+            terms.append(
+                f"({h} + {t} + {b} - {hh}) / {sy} + 1 = ({size[i]} + {pads[2 * i]} + "
+                f"{pads[2 * i + 1]} - {kernel[i]}) / {strides[i]} + 1 = "
+                f"{span / strides[i] + 1:g}"
+            )
+    if not terms:
+        return
+    shown = " is not an integer, nor ".join(terms) if len(terms) == 2 else terms[0]
+    what = f"{func}: invalid stride or pad for the input: {shown}"
+    if len(terms) == 1:
+        what += " is not an integer"
+    ho, wo = windows
+    if is_conv:
+        left = []
+        for i, word in enumerate(("row", "column")):
+            unread = (size[i] + pads[2 * i] + pads[2 * i + 1] - kernel[i]) % strides[i]
+            if unread:
+                left.append(_plural(unread, word))
+        done = (
+            f"the convolution {{}} the floor: H' x W' = {ho} x {wo}, the last "
+            f"{' and '.join(left)} of the padded input unread"
+        )
+    else:
+        done = (
+            f"pooling {{}} the ceil: H' x W' = {ho} x {wo}, the last windows hanging over the "
+            "bottom/right edge and reading zeros there"
+        )
+    if _strict.get():
+        raise ValueError(f"{what} (strict() is on; otherwise {done.format('would take')})")
+    warnings.warn(
+        f"{what}; {done.format('takes')}", OutputSizeWarning, stacklevel=_caller_stacklevel()
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -175,19 +300,23 @@ def _same_dtype(ref_name: str, ref, **others) -> None:
 
 
 def _bias(xp, bias, f: int):
-    """``bias`` as ``(F,)`` (or None) and the shape its gradient gets."""
+    """``bias`` as ``(F,)`` (or None) and the shape its gradient gets.
+
+    The gradient keeps the shape of the bias given (``(F,)``, ``F x 1`` or ``1 x F``), and
+    is ``F x 1`` without a bias, as ``backward_propagation.m`` returns it.
+    """
     if bias is None or prod(bias.shape) == 0:
-        return None, (f,)
+        return None, (f, 1)
     shape = tuple(bias.shape)
-    if shape not in ((f,), (f, 1)):
+    if shape not in ((f,), (f, 1), (1, f)):
         raise ValueError(
-            f"bias must have shape ({f},) or ({f}, 1) for F={f} filters (or be None or empty), "
-            f"got {shape}"
+            f"bias must have shape ({f},), ({f}, 1) or (1, {f}) for F={f} filters (or be None "
+            f"or empty), got {shape}"
         )
     return xp.reshape(bias, (f,)), shape
 
 
-def _conv_args(xp, x, weights, bias, stride, pad):
+def _conv_args(func, xp, x, weights, bias, stride, pad):
     x4 = _matlab4d(xp, "x", x, "(H, W, C, N)")
     w4 = _matlab4d(xp, "weights", weights, "(HH, WW, C, F)")
     _same_dtype("x", x, weights=weights, bias=bias)
@@ -201,13 +330,53 @@ def _conv_args(xp, x, weights, bias, stride, pad):
     core = {"stride": _stride(stride), "padding": _pad(pad)}
     out = conv_geometry((h, w), (hh, ww), **core, kernel_name=_FILTERS).output_size
     bias1, bias_shape = _bias(xp, bias, f)
+    _check_output_size(func, (h, w), (hh, ww), core["stride"], core["padding"], True, out)
     return x4, w4, bias1, bias_shape, out, core
 
 
 # ---------------------------------------------------------------------------
 # public functions
 # ---------------------------------------------------------------------------
-def reshape_row_major(x: Array, shape) -> Array:
+def _shape(shape, size: int) -> tuple[int, ...]:
+    """``shape`` for ``size`` elements; its one ``-1`` or ``None`` (MATLAB's ``[]``) is inferred."""
+    forms = "a sequence of integers >= 0 with at most one -1 or None (the inferred size)"
+    try:
+        items = _flatten(shape)
+    except TypeError:
+        raise TypeError(f"shape must be {forms}, got {shape!r}") from None
+    if not 1 <= len(items) <= 32:
+        raise ValueError(f"shape must be {forms}, got {shape!r} with {len(items)} values")
+
+    def inferred(item) -> bool:
+        if item is None:
+            return True
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            return False  # _integer names the type
+        return item == -1
+
+    unknown = [i for i, item in enumerate(items) if inferred(item)]
+    if len(unknown) > 1:
+        raise ValueError(
+            f"shape may infer one dimension (-1 or None), got {len(unknown)} in {shape!r}"
+        )
+    dims = [None if i in unknown else _integer("shape", item, 0) for i, item in enumerate(items)]
+    shown = "(" + ", ".join("-1" if d is None else str(d) for d in dims) + ")"
+    known = prod(d for d in dims if d is not None)
+    if unknown:
+        if known == 0:
+            raise ValueError(f"shape {shown} cannot infer a dimension: the others multiply to 0")
+        if size % known:
+            raise ValueError(
+                f"shape {shown} does not fit x's {size} elements: {size} is not divisible by "
+                f"the product of the other dimensions, {known}"
+            )
+        dims[unknown[0]] = size // known
+    elif known != size:
+        raise ValueError(f"shape {shown} has {known} elements but x has {size}")
+    return tuple(dims)
+
+
+def reshape_row_major(x: Array, shape, *dims) -> Array:
     """Reshape in row-major (C) element order, for arrays indexed the MATLAB way.
 
     MATLAB's ``reshape`` reads and fills in column-major order (first index
@@ -219,13 +388,26 @@ def reshape_row_major(x: Array, shape) -> Array:
     Parameters
     ----------
     x : array
-    shape : sequence of int
-        The new shape; its product must equal the number of elements of ``x``.
+    shape : sequence of int, or int
+        The new shape.  One dimension may be ``-1`` or ``None`` (MATLAB's
+        ``[]``): it is inferred from the number of elements, which the other
+        dimensions must divide.  Otherwise the product must equal the number
+        of elements of ``x``.
+    *dims : int or None
+        The MATLAB form ``reshape_row_major(x, d1, d2, ...)``: the dimensions as
+        separate arguments, ``shape`` being the first (``reshape_row_major(x,
+        None, 3)`` is MATLAB's ``reshape_row_major(x, [], 3)``).
 
     Returns
     -------
     array
         Same namespace, dtype and device as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If the shape does not fit the elements of ``x``, or infers more than one
+        dimension.
 
     Examples
     --------
@@ -235,16 +417,16 @@ def reshape_row_major(x: Array, shape) -> Array:
     array([[1, 2],
            [3, 4],
            [5, 6]])
+    >>> reshape_row_major(np.arange(6), None, 3)           # MATLAB: reshape_row_major(x, [], 3)
+    array([[0, 1, 2],
+           [3, 4, 5]])
+    >>> reshape_row_major(np.arange(6), (3, -1)).shape
+    (3, 2)
     """
     xp = _namespace(x=x)
-    dims = _integers("shape", shape, tuple(range(1, 33)), "a sequence of integers >= 0", 0)
-    if prod(dims) != prod(x.shape):
-        raise ValueError(
-            f"shape {tuple(dims)} has {prod(dims)} elements but x has shape {tuple(x.shape)} "
-            f"with {prod(x.shape)}"
-        )
+    new_shape = _shape((shape, *dims) if dims else shape, prod(x.shape))
     # through 1-D: some libraries (Dask) only merge or split whole axes in one reshape
-    return xp.reshape(xp.reshape(x, (-1,)), tuple(dims))
+    return xp.reshape(xp.reshape(x, (-1,)), new_shape)
 
 
 def _windows(size, kernel, strides, pads, is_conv):
@@ -304,15 +486,33 @@ def im2col_ref(
         row, as the seed's loop (``r`` outer, ``c`` inner).  This differs from
         :func:`convcore.im2col` (PyTorch ``unfold`` rows ``(ch*HH + i)*WW + j``).
 
+    Warns
+    -----
+    OutputSizeWarning
+        When ``(H + T + B - HH) / SY + 1`` (or the same across) is not an
+        integer: the seed's ``warning('warning: Invalid stride or pad for
+        input')``.  The floor (convolution) or the ceil (pooling) is taken as
+        said above.  Inside :func:`strict` a ``ValueError`` instead.
+
     Examples
     --------
     Pooling windows hanging over the edge (a 3x3 image, 2x2 windows, stride
-    2: ``ceil(1/2) + 1 = 2`` windows per axis):
+    2: ``ceil(1/2) + 1 = 2`` windows per axis).  ``(3 - 2) / 2 + 1`` is not an
+    integer, so it warns as the seed does:
 
+    >>> import warnings
     >>> import numpy as np
-    >>> from convcore.matlab import im2col_ref
+    >>> from convcore.matlab import OutputSizeWarning, im2col_ref
     >>> img = np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]])
-    >>> im2col_ref(img, 2, 2, 2, 0, is_conv=False)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always", OutputSizeWarning)
+    ...     cols = im2col_ref(img, 2, 2, 2, 0, is_conv=False)
+    >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+    im2col_ref: invalid stride or pad for the input: (H + T + B - HH) / SY + 1 = (3 + 0 + 0 - 2) / 2
+    + 1 = 1.5 is not an integer, nor (W + L + R - WW) / SX + 1 = (3 + 0 + 0 - 2) / 2 + 1 = 1.5;
+    pooling takes the ceil: H' x W' = 2 x 2, the last windows hanging over the bottom/right edge
+    and reading zeros there
+    >>> cols
     array([[1., 3., 7., 9.],
            [4., 6., 0., 0.],
            [2., 0., 8., 0.],
@@ -330,9 +530,10 @@ def im2col_ref(
         raise ValueError(f"img must be non-empty, got shape {tuple(img.shape)}")
     kh = _integer("k_height", k_height, 1)
     kw = _integer("k_width", k_width, 1)
-    strides = _stride(stride)
-    geom = _windows((h, w), (kh, kw), strides, _pad(pad), _flag("is_conv", is_conv))
+    strides, pads, conv = _stride(stride), _pad(pad), _flag("is_conv", is_conv)
+    geom = _windows((h, w), (kh, kw), strides, pads, conv)
     ho, wo = geom.output_size
+    _check_output_size("im2col_ref", (h, w), (kh, kw), strides, pads, conv, (ho, wo))
     x = xp.expand_dims(xp.permute_dims(xp.reshape(img, (h, w, c)), (2, 0, 1)), axis=0)
     cols = im2col(x, (kh, kw), stride=strides, padding=geom.padding, backend=backend)
     # rows (ch, i, j) -> (ch, j, i): MATLAB's patch(:) runs down the columns
@@ -468,7 +669,7 @@ def forward_propagation(
         Input batch; ``(H, W, C)`` or ``(H, W)`` also work (MATLAB's dropped
         trailing singletons).
     weights : array, shape (HH, WW, C, F)
-    bias : array, shape (F,) or (F, 1), optional
+    bias : array, shape (F,), (F, 1) or (1, F), optional
         None or an empty array means no bias.
     stride : int or [SY SX], optional
     pad : int, [PY PX] or [T B L R], optional
@@ -480,6 +681,12 @@ def forward_propagation(
     array, shape (H', W', F, N)
         Always 4-D.  ``H' = floor((H + T + B - HH) / SY) + 1``.  Cross-correlation,
         as in the seed and every deep-learning library.
+
+    Warns
+    -----
+    OutputSizeWarning
+        When ``(H + T + B - HH) / SY + 1`` (or the same across) is not an
+        integer, as the seed's ``im2col_ref``; a ``ValueError`` inside :func:`strict`.
 
     Examples
     --------
@@ -495,7 +702,7 @@ def forward_propagation(
            [6., 6.]])
     """
     xp, (x, weights, bias) = _common(optional=("bias",), x=x, weights=weights, bias=bias)
-    x4, w4, bias1, _, _, core = _conv_args(xp, x, weights, bias, stride, pad)
+    x4, w4, bias1, _, _, core = _conv_args("forward_propagation", xp, x, weights, bias, stride, pad)
     # The core takes MATLAB's (H, W, C, N) as the layout "HWCN" (views, no copies)
     # and returns (H', W', F, N); only the filters are permuted here.
     w_core = xp.permute_dims(w4, _TO_CORE)
@@ -510,8 +717,10 @@ class Gradient:
     ----------
     input : array, shape (H, W, C, N)
     weight : array, shape (HH, WW, C, F)
-    bias : array, shape (F,) or (F, 1)
-        The shape of the bias given (``(F,)`` when there was none).
+    bias : array, shape (F, 1), (F,) or (1, F)
+        The shape of the bias given; ``(F, 1)`` when there was none (as
+        ``backward_propagation.m`` returns it), so that ``bias - lr * db`` never
+        broadcasts.
     """
 
     input: Array
@@ -546,8 +755,13 @@ def backward_propagation(
     Returns
     -------
     Gradient
-        ``.input`` (H, W, C, N), ``.weight`` (HH, WW, C, F), ``.bias`` (F,) or
-        (F, 1) like ``bias``.
+        ``.input`` (H, W, C, N), ``.weight`` (HH, WW, C, F), ``.bias`` in the
+        shape of ``bias`` (``(F,)``, ``(F, 1)`` or ``(1, F)``), ``(F, 1)`` without one.
+
+    Warns
+    -----
+    OutputSizeWarning
+        As :func:`forward_propagation`.
 
     Examples
     --------
@@ -559,15 +773,17 @@ def backward_propagation(
     array([[1., 2., 1.],
            [2., 4., 2.],
            [1., 2., 1.]])
-    >>> g.weight.shape, g.bias
-    ((2, 2, 1, 1), array([4.]))
+    >>> g.weight.shape, g.bias                                  # no bias: F x 1
+    ((2, 2, 1, 1), array([[4.]]))
     """
     if not array_api_compat.is_array_api_obj(dout) and hasattr(dout, "input"):
         dout = dout.input
     xp, (dout, x, weights, bias) = _common(
         optional=("bias",), dout=dout, x=x, weights=weights, bias=bias
     )
-    x4, w4, _, bias_shape, out, core = _conv_args(xp, x, weights, bias, stride, pad)
+    x4, w4, _, bias_shape, out, core = _conv_args(
+        "backward_propagation", xp, x, weights, bias, stride, pad
+    )
     _same_dtype("x", x, dout=dout)
     d4 = _matlab4d(xp, "dout", dout, "(H', W', F, N)")
     expected = (*out, w4.shape[3], x4.shape[3])
@@ -660,3 +876,328 @@ class ConvolutionLayer:
             f"ConvolutionLayer(stride={list(self.stride)}, padding={list(self.padding)}, "
             f"backend={self.backend!r})"
         )
+
+
+# ---------------------------------------------------------------------------
+# pooling on the seed's im2col_ref(..., isConv = 0) windows
+# ---------------------------------------------------------------------------
+def _pool_args(func: str, xp, x, k_height, k_width, stride, pad):
+    """``x`` as 4-D, the window, the strides and the seed's pooling geometry (checked)."""
+    x4 = _matlab4d(xp, "x", x, "(H, W, C, N)")
+    if not xp.isdtype(x4.dtype, "real floating"):
+        raise TypeError(f"x must have a real floating-point dtype, got {x4.dtype}")
+    if min(x4.shape) < 1:
+        raise ValueError(f"x must be non-empty, got shape {tuple(x.shape)}")
+    kernel = (_integer("k_height", k_height, 1), _integer("k_width", k_width, 1))
+    strides = kernel if stride is None else _stride(stride)
+    pads = _pad(pad)
+    size = tuple(x4.shape[:2])
+    geom = _windows(size, kernel, strides, pads, False)
+    _check_output_size(func, size, kernel, strides, pads, False, geom.output_size)
+    return x4, kernel, strides, geom
+
+
+def _pool_columns(xp, x4, kernel, strides, geom, backend):
+    """The windows of every image and channel, ``(N, C, HH*WW, H'*W')``, taps in ``patch(:)``
+    order (``i + HH*j``, down the kernel's columns), padding and overhang read as zeros."""
+    n, c = x4.shape[3], x4.shape[2]
+    kh, kw = kernel
+    cols = im2col(x4, kernel, stride=strides, padding=geom.padding, layout=_LAYOUT, backend=backend)
+    cols = xp.permute_dims(xp.reshape(cols, (n, c, kh, kw, geom.output_numel)), (0, 1, 3, 2, 4))
+    return xp.reshape(cols, (n, c, kh * kw, geom.output_numel))
+
+
+def _pool_result(xp, out, geom):
+    """``(N, C, H'*W')`` -> MATLAB's ``(H', W', C, N)``."""
+    n, c = out.shape[0], out.shape[1]
+    return xp.permute_dims(xp.reshape(out, (n, c, *geom.output_size)), _TO_MATLAB)
+
+
+def _pool_dout(func: str, xp, dout, c: int, n: int, geom):
+    """``dout`` (H', W', C, N) checked, as ``(N, C, 1, H'*W')``."""
+    d4 = _matlab4d(xp, "dout", dout, "(H', W', C, N)")
+    expected = (*geom.output_size, c, n)
+    if tuple(d4.shape) != expected:
+        raise ValueError(
+            f"{func}: dout must have shape (H', W', C, N) = {expected} for this input, window, "
+            f"stride and pad, got {tuple(dout.shape)}"
+        )
+    return xp.reshape(xp.permute_dims(d4, _TO_CORE), (n, c, 1, geom.output_numel))
+
+
+def _pool_backward_image(xp, dcols, size, kernel, strides, geom, backend):
+    """``(N, C, HH*WW, L)`` gradients in ``patch(:)`` order summed onto ``(H, W, C, N)``.
+
+    col2im drops whatever lands in the padding or the overhang, as the seed's
+    ``im2col_back_ref(..., P, H, W)`` crops it off.
+    """
+    n, c = dcols.shape[0], dcols.shape[1]
+    kh, kw = kernel
+    dcols = xp.reshape(dcols, (n, c, kw, kh, geom.output_numel))
+    dcols = xp.reshape(xp.permute_dims(dcols, (0, 1, 3, 2, 4)), (n, c * kh * kw, -1))
+    return col2im(
+        dcols, size, kernel, stride=strides, padding=geom.padding, layout=_LAYOUT, backend=backend
+    )
+
+
+def _unwrap(dout):
+    """The seed passes the next layer's gradient struct; its ``input`` field is the array."""
+    if not array_api_compat.is_array_api_obj(dout) and hasattr(dout, "input"):
+        return dout.input
+    return dout
+
+
+def _max_columns(xp, cols):
+    """MATLAB's ``[m, i] = max(cols)`` per window: the maximum and a one-hot of its tap.
+
+    NaN is skipped, as MATLAB's and Octave's ``max`` do; a window of NaN only gives
+    NaN and its first tap.  Ties go to the first maximum in ``patch(:)`` order.
+    """
+    dev = array_api_compat.device(cols)
+    neg_inf = xp.asarray(-math.inf, dtype=cols.dtype, device=dev)
+    is_nan = xp.isnan(cols)
+    masked = xp.where(is_nan, neg_inf, cols)
+    peak = xp.max(masked, axis=2)
+    all_nan = xp.all(is_nan, axis=2)
+    out = xp.where(all_nan, xp.asarray(math.nan, dtype=cols.dtype, device=dev), peak)
+    k = cols.shape[2]
+    hit = (masked == peak[:, :, None, :]) & (~is_nan | all_nan[:, :, None, :])
+    tap = xp.arange(k, 0, -1, dtype=xp.int32, device=dev)[:, None]  # the first tap scores most
+    score = xp.where(hit, tap, xp.zeros((), dtype=xp.int32, device=dev))
+    return out, hit & (score == xp.max(score, axis=2, keepdims=True))
+
+
+def max_pool(
+    x: Array,
+    k_height,
+    k_width,
+    stride=None,
+    pad=0,
+    *,
+    backend: str | None = None,
+) -> Array:
+    """Max pooling in MATLAB layout on the seed's pooling windows: ``max(im2col_ref(im, ..., 0))``.
+
+    The windows are :func:`im2col_ref`'s with ``is_conv=False``: ``H' = ceil((H
+    + T + B - HH) / SY) + 1``, and windows hanging over the bottom or right edge
+    read zeros there, as the padding does.  So a window whose input values are
+    all negative but that holds a padding or overhang cell has the maximum 0.
+    (:func:`convcore.max_pool2d` never takes a padding cell, and propagates NaN.)
+
+    Parameters
+    ----------
+    x : array, shape (H, W, C, N)
+        Real floating point; ``(H, W, C)`` or ``(H, W)`` also work.
+    k_height, k_width : int
+        The window ``HH x WW``.
+    stride : int or [SY SX], optional
+        Defaults to the window size.
+    pad : int, [PY PX] or [T B L R], optional
+        Zero padding.
+    backend : str, optional
+        convcore backend; see :func:`convcore.use_backend`.
+
+    Returns
+    -------
+    array, shape (H', W', C, N)
+        Every window's maximum, each channel on its own.  NaN is skipped as by
+        MATLAB's ``max`` (a window of NaN only gives NaN).
+
+    Warns
+    -----
+    OutputSizeWarning
+        When ``(H + T + B - HH) / SY + 1`` (or the same across) is not an integer;
+        a ``ValueError`` inside :func:`strict`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.matlab import max_pool
+    >>> x = np.array([[1.0, -2, 3, 0], [4, 5, -6, 1], [7, 8, 9, -1], [0, 2, 3, 4]])
+    >>> max_pool(x, 2, 2)[:, :, 0, 0]
+    array([[5., 3.],
+           [8., 9.]])
+    """
+    xp = _namespace(x=x)
+    x4, kernel, strides, geom = _pool_args("max_pool", xp, x, k_height, k_width, stride, pad)
+    out, _ = _max_columns(xp, _pool_columns(xp, x4, kernel, strides, geom, backend))
+    return _pool_result(xp, out, geom)
+
+
+def max_pool_backward(
+    dout: Array,
+    x: Array,
+    k_height,
+    k_width,
+    stride=None,
+    pad=0,
+    *,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`max_pool`: each window's gradient to its first maximum.
+
+    The seed's way: ``[m, i] = max(cols)`` over each window's column of
+    ``im2col_ref(im, ..., 0)`` picks the first maximum in ``patch(:)`` order (down
+    the window's columns: tap ``(i, j)`` is number ``i + HH*j``), the gradient is
+    put there, and ``im2col_back_ref(..., P, H, W)`` sums the windows back.  A
+    maximum in the padding or the overhang passes its gradient to nothing.
+    (:func:`convcore.max_pool2d_backward` takes the first maximum in row-major
+    order, PyTorch's, and never a padding cell.)
+
+    Parameters
+    ----------
+    dout : array, shape (H', W', C, N), or an object with an ``input`` field
+        Gradient of the loss with respect to :func:`max_pool`'s output (the next
+        layer's :class:`Gradient` is unwrapped).
+    x : array, shape (H, W, C, N)
+        The forward input (the maxima are found again).
+    k_height, k_width, stride, pad, backend
+        The forward arguments.
+
+    Returns
+    -------
+    array, shape (H, W, C, N)
+        Always 4-D.
+
+    Examples
+    --------
+    A tie goes to the first maximum down the columns: ``x(2, 1)``, not ``x(1, 2)``.
+
+    >>> import numpy as np
+    >>> from convcore.matlab import max_pool_backward
+    >>> x = np.array([[1.0, 5], [5, 2]])
+    >>> max_pool_backward(np.ones((1, 1)), x, 2, 2)[:, :, 0, 0]
+    array([[0., 0.],
+           [1., 0.]])
+    """
+    dout = _unwrap(dout)
+    xp, (dout, x) = _common(dout=dout, x=x)
+    _same_dtype("x", x, dout=dout)
+    x4, kernel, strides, geom = _pool_args(
+        "max_pool_backward", xp, x, k_height, k_width, stride, pad
+    )
+    h, w, c, n = x4.shape
+    g = _pool_dout("max_pool_backward", xp, dout, c, n, geom)
+    _, choice = _max_columns(xp, _pool_columns(xp, x4, kernel, strides, geom, backend))
+    dcols = xp.where(choice, g, _zeros(xp, (), g))
+    return _pool_backward_image(xp, dcols, (h, w), kernel, strides, geom, backend)
+
+
+def avg_pool(
+    x: Array,
+    k_height,
+    k_width,
+    stride=None,
+    pad=0,
+    *,
+    backend: str | None = None,
+) -> Array:
+    """Average pooling in MATLAB layout on the seed's windows: ``mean(im2col_ref(im, ..., 0))``.
+
+    The windows are :func:`max_pool`'s (ceil sizes, zeros in the padding and the
+    overhang), and every window sum is divided by ``HH*WW``, whatever the window
+    covers.  :func:`convcore.avg_pool2d` with ``ceil_mode="cover_all"`` and
+    ``divisor_override=HH*WW`` gives the same numbers where its padding limit
+    (``kernel // 2``) allows the padding.
+
+    Parameters
+    ----------
+    x : array, shape (H, W, C, N)
+        Real floating point; ``(H, W, C)`` or ``(H, W)`` also work.
+    k_height, k_width : int
+    stride : int or [SY SX], optional
+        Defaults to the window size.
+    pad : int, [PY PX] or [T B L R], optional
+    backend : str, optional
+
+    Returns
+    -------
+    array, shape (H', W', C, N)
+
+    Warns
+    -----
+    OutputSizeWarning
+        As :func:`max_pool`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.matlab import avg_pool
+    >>> x = np.arange(1.0, 17).reshape(4, 4)
+    >>> avg_pool(x, 2, 2)[:, :, 0, 0]
+    array([[ 3.5,  5.5],
+           [11.5, 13.5]])
+    """
+    xp = _namespace(x=x)
+    x4, kernel, strides, geom = _pool_args("avg_pool", xp, x, k_height, k_width, stride, pad)
+    cols = _pool_columns(xp, x4, kernel, strides, geom, backend)
+    return _pool_result(xp, xp.sum(cols, axis=2) / (kernel[0] * kernel[1]), geom)
+
+
+def _input_size(xp, x, dout) -> tuple[int, int, int, int]:
+    """``avg_pool_backward``'s ``x``: the forward input or its MATLAB ``size``, as (H, W, C, N)."""
+    if array_api_compat.is_array_api_obj(x):
+        _same_dtype("dout", dout, x=x)
+        return tuple(_matlab4d(xp, "x", x, "(H, W, C, N)").shape)
+    forms = "the forward input or its size [H W C N] (trailing ones may be left out)"
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"x must be {forms}, got {type(x).__name__}")
+    size = _integers("x", x, (2, 3, 4), forms, 1)
+    return tuple(size) + (1,) * (4 - len(size))
+
+
+def avg_pool_backward(
+    dout: Array,
+    x,
+    k_height,
+    k_width,
+    stride=None,
+    pad=0,
+    *,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`avg_pool`: every window spreads ``dout / (HH*WW)`` over its cells.
+
+    The seed's way: the gradient of each column's mean is ``dout / (HH*WW)`` on
+    every tap, and ``im2col_back_ref(..., P, H, W)`` sums the windows back;
+    padding and overhang taps pass theirs to nothing.
+
+    Parameters
+    ----------
+    dout : array, shape (H', W', C, N), or an object with an ``input`` field
+    x : array, shape (H, W, C, N), or its size
+        The forward input, or only its size ``[H W C N]`` (MATLAB's ``size(x)``;
+        trailing ones may be left out) as a tuple or list of integers: average
+        pooling is linear.  An array is always taken as the input itself.
+    k_height, k_width, stride, pad, backend
+        The forward arguments.
+
+    Returns
+    -------
+    array, shape (H, W, C, N)
+        Namespace, dtype and device of ``dout``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.matlab import avg_pool_backward
+    >>> avg_pool_backward(np.ones((1, 2)), (2, 4), 2, 2)[:, :, 0, 0]
+    array([[0.25, 0.25, 0.25, 0.25],
+           [0.25, 0.25, 0.25, 0.25]])
+    """
+    dout = _unwrap(dout)
+    if array_api_compat.is_array_api_obj(x):
+        xp, (dout, x) = _common(dout=dout, x=x)
+    else:
+        xp = _namespace(dout=dout)
+    h, w, c, n = _input_size(xp, x, dout)
+    if not xp.isdtype(dout.dtype, "real floating"):
+        raise TypeError(f"dout must have a real floating-point dtype, got {dout.dtype}")
+    kernel = (_integer("k_height", k_height, 1), _integer("k_width", k_width, 1))
+    strides = kernel if stride is None else _stride(stride)
+    pads = _pad(pad)
+    geom = _windows((h, w), kernel, strides, pads, False)
+    _check_output_size("avg_pool_backward", (h, w), kernel, strides, pads, False, geom.output_size)
+    g = _pool_dout("avg_pool_backward", xp, dout, c, n, geom) / (kernel[0] * kernel[1])
+    dcols = xp.broadcast_to(g, (n, c, kernel[0] * kernel[1], geom.output_numel))
+    return _pool_backward_image(xp, dcols, (h, w), kernel, strides, geom, backend)

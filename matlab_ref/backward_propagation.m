@@ -4,11 +4,12 @@ function gradient = backward_propagation(dout, input, weights, bias, S, P)
 %   DOUT is the H' x W' x F x N gradient of the loss with respect to the
 %   activations (or a struct whose field 'input' holds it, as the seed's
 %   next layer returns).  INPUT, WEIGHTS, BIAS, S and P are the forward
-%   arguments (BIAS is not needed for the gradients; it may be []).
+%   arguments (BIAS only fixes the shape of the bias gradient; it may be []).
 %   GRADIENT is a struct with fields
 %     input   H x W x C x N   gradient with respect to INPUT
 %     weight  HH x WW x C x F gradient with respect to WEIGHTS
-%     bias    F x 1           gradient with respect to BIAS
+%     bias    gradient with respect to BIAS, in the shape of BIAS (F x 1
+%             or 1 x F), F x 1 when BIAS is []
 %
 %   The seed's BackwardPropagation as a function, with its bugs fixed; see
 %   DEVIATIONS.md.
@@ -37,6 +38,11 @@ function gradient = backward_propagation(dout, input, weights, bias, S, P)
   dx = zeros([H W C N], class(input));
   % Bias gradient: dout summed over rows (1), cols (2) and batch (4)
   db = reshape(sum(sum(sum(dout, 1), 2), 4), [F 1]);
+  % The seed's warning, once per call: im2col_ref's own is off in the loop
+  check_output_size('backward_propagation', H, W, HH, WW, sy, sx, pt, pb, pl, pr, 1, ...
+                    H_prime, W_prime);
+  warnState = warning('off', 'convcore:outputSize');
+  restoreWarning = onCleanup(@() warning(warnState));
   for idxBatch = 1:N
     im = input(:,:,:,idxBatch);
     im_col = im2col_ref(im, HH, WW, [sy sx], [pt pb pl pr], 1);
@@ -53,5 +59,14 @@ function gradient = backward_propagation(dout, input, weights, bias, S, P)
   end
   gradient.input = dx;
   gradient.weight = dw;
-  gradient.bias = db;
+  if isempty(bias)
+    gradient.bias = db;
+  else
+    % The shape of the bias given, so that bias - lr*db never broadcasts
+    % a 1 x F against an F x 1 into F x F.
+    if numel(bias) ~= F
+      error('backward_propagation: bias must have %d elements, got %d', F, numel(bias));
+    end
+    gradient.bias = reshape(db, size(bias));
+  end
 end

@@ -42,6 +42,11 @@ function activations = forward_propagation(input, weights, bias, S, P)
   else
     bias_m = zeros(F, H_prime*W_prime, class(input));
   end
+  % The seed's warning, once per call: im2col_ref's own is off in the loop
+  check_output_size('forward_propagation', H, W, HH, WW, sy, sx, pt, pb, pl, pr, 1, ...
+                    H_prime, W_prime);
+  warnState = warning('off', 'convcore:outputSize');
+  restoreWarning = onCleanup(@() warning(warnState));
   for idxBatch = 1:N
     im = input(:,:,:,idxBatch);
     im_col = im2col_ref(im, HH, WW, [sy sx], [pt pb pl pr], 1);

@@ -14,6 +14,10 @@ function img_matrix = im2col_ref(inputImg, k_height, k_width, S, P, isConv)
 %   ISCONV = 0 (pooling): H' = ceil((H+T+B-K_HEIGHT)/SY) + 1, and windows
 %   that hang over the bottom or right edge read zeros there.
 %
+%   When (H+T+B-K_HEIGHT)/SY + 1 (or the same across) is not an integer it
+%   warns, as the seed does, with the identifier 'convcore:outputSize'
+%   (check_output_size).
+%
 %   See DEVIATIONS.md for every difference from the seed.
   if nargin < 6 || isempty(isConv)
     isConv = 1;
@@ -43,6 +47,9 @@ function img_matrix = im2col_ref(inputImg, k_height, k_width, S, P, isConv)
     error('im2col_ref: a %dx%d kernel does not fit the %dx%d padded image', ...
           k_height, k_width, paddedHeight, paddedWidth);
   end
+  % The seed's warning, when (H+T+B-HH)/S + 1 is not an integer
+  check_output_size('im2col_ref', imgHeight, imgWidth, k_height, k_width, sy, sx, ...
+                    pt, pb, pl, pr, isConv, newImgHeight, newImgWidth);
 
   % Zero frame: the padding, plus room for windows hanging over the edge.
   frameHeight = max(paddedHeight, (newImgHeight - 1) * sy + k_height);

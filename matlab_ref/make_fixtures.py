@@ -9,7 +9,8 @@ Every case in :data:`CASES` gets deterministic inputs (fixed random streams,
 or for the seed's examples small integer patterns), which are written to a
 temporary folder; ``run_cases.m`` then runs ``im2col_ref``,
 ``im2col_back_ref``, ``reshape_row_major``, ``forward_propagation`` and
-``backward_propagation`` on each and saves inputs and results as compressed
+``backward_propagation`` (and, for the pooling cases, ``max_pool_ref``,
+``avg_pool_ref`` and their backward passes) on each and saves inputs and results as compressed
 MATLAB v7 files, one per case.  ``tests/test_matlab.py`` checks every
 convcore backend against them, and imports this module to run fresh random
 cases through Octave live.
@@ -117,6 +118,8 @@ CASES = [
     Case("pool_exact", 1, 1, 6, 6, 1, (2, 2), stride=2, is_conv=False),
     Case("pool_kernel_lt_stride", 1, 1, 5, 4, 1, (1, 1), stride=3, is_conv=False),
     Case("pool_single_row", 1, 2, 1, 5, 1, (1, 2), stride=2, is_conv=False),
+    # Ties and zeros: small integers, padding; all-negative windows whose maximum is a padding 0.
+    Case("pool_ties", 2, 2, 6, 7, 1, (3, 3), stride=2, pad=1, is_conv=False, pattern="ties"),
 ]
 
 
@@ -162,7 +165,17 @@ def case_inputs(case: Case, index: int = 0) -> dict:
         b = rng.standard_normal(F)
         dcols = rng.standard_normal((L, K, N))
         dout = rng.standard_normal((ho, wo, F, N))
+        if case.pattern == "ties":  # -2, -1, 0 and 1: many equal maxima per window
+            x = np.clip(np.floor(x), -2, 1)
     shapes = [(N * C, W, H), (H * W, C * N), (W, N, H, C)]
+    pooling = {}
+    if not case.is_conv:
+        # the pooling passes' gradient, drawn last so that the other inputs stay as they were
+        if case.pattern is None or case.pattern == "ties":
+            dpool = rng.standard_normal((ho_p, wo_p, C, N))
+        else:
+            dpool = _pattern((ho_p, wo_p, C, N), (1, 2, 3, 1), 5)
+        pooling["dpool"] = dpool
     return {
         "case_id": case.id,
         "x": x,
@@ -176,6 +189,9 @@ def case_inputs(case: Case, index: int = 0) -> dict:
         "size_x": np.array([H, W, C, N], dtype=np.float64),
         "size_w": np.array([kh, kw, C, F], dtype=np.float64),
         "rrm_shape": np.array(shapes[index % len(shapes)], dtype=np.float64),
+        # the (1-based) size of rrm_shape that reshape_row_major infers from []
+        "rrm_infer": float((index // len(shapes)) % len(shapes[index % len(shapes)]) + 1),
+        **pooling,
     }
 
 

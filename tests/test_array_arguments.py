@@ -105,6 +105,10 @@ def _cases():
             {},
             {0: "dout", 1: "x", 2: "weights"},
         ),
+        (matlab.max_pool, (M_X, 2, 2), {}, {0: "x"}),
+        (matlab.avg_pool, (M_X, 2, 2), {}, {0: "x"}),
+        (matlab.max_pool_backward, (np.ones((3, 3, 3, 2)), M_X, 2, 2), {}, {0: "dout", 1: "x"}),
+        (matlab.avg_pool_backward, (np.ones((3, 3, 3, 2)), M_X, 2, 2), {}, {0: "dout"}),
     ]
 
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import shutil
@@ -73,11 +74,25 @@ class Ref:
     dimg: np.ndarray  # (H, W, C, N)
     rrm_shape: tuple[int, ...]
     x_rrm: np.ndarray
+    rrm_infer: int | None  # 0-based position of rrm_shape that Octave was given as []
+    x_rrm_infer: np.ndarray | None
+    # whether Octave warned 'convcore:outputSize' in im2col_ref, forward, backward, pooling
+    warned_im2col: bool
+    warned_forward: bool
+    warned_backward: bool
+    warned_pool: bool | None
     y: np.ndarray  # (H', W', F, N), floor sizes
     dout: np.ndarray
     dx: np.ndarray
     dw: np.ndarray
     db: np.ndarray  # (F, 1)
+    db_row: np.ndarray | None  # (1, F): the bias gradient for the bias as a 1 x F row
+    # pooling cases only: the gradient and max_pool_ref / avg_pool_ref and their backward
+    dpool: np.ndarray | None = None  # (H', W', C, N), im2col_ref's ceil windows
+    pool_max: np.ndarray | None = None
+    pool_avg: np.ndarray | None = None
+    dx_pool_max: np.ndarray | None = None
+    dx_pool_avg: np.ndarray | None = None
 
     @property
     def sizes(self):
@@ -120,12 +135,63 @@ def load_ref(path: Path) -> Ref:
         dimg=_full(d["dimg"], (H, W, C, N)),
         rrm_shape=rrm_shape,
         x_rrm=_full(d["x_rrm"], rrm_shape),
+        rrm_infer=int(d["rrm_infer"].item()) - 1 if "rrm_infer" in d else None,
+        x_rrm_infer=_full(d["x_rrm_infer"], rrm_shape) if "x_rrm_infer" in d else None,
+        warned_im2col=bool(d["warned_im2col"].item()),
+        warned_forward=bool(d["warned_forward"].item()),
+        warned_backward=bool(d["warned_backward"].item()),
+        warned_pool=bool(d["warned_pool"].item()) if "warned_pool" in d else None,
         y=_full(d["y"], y_shape),
         dout=_full(d["dout"], y_shape),
         dx=_full(d["dx"], (H, W, C, N)),
         dw=_full(d["dw"], (HH, WW, C, F)),
         db=_full(d["db"], (F, 1)),
+        db_row=_full(d["db_row"], (1, F)) if "db_row" in d else None,
+        **(
+            {
+                "dpool": _full(d["dpool"], (*windows, C, N)),
+                "pool_max": _full(d["pool_max"], (*windows, C, N)),
+                "pool_avg": _full(d["pool_avg"], (*windows, C, N)),
+                "dx_pool_max": _full(d["dx_pool_max"], (H, W, C, N)),
+                "dx_pool_avg": _full(d["dx_pool_avg"], (H, W, C, N)),
+            }
+            if "dpool" in d
+            else {}
+        ),
     )
+
+
+def pads4(pad):
+    p = np.atleast_1d(pad).ravel().astype(int).tolist()
+    if len(p) == 1:
+        return p * 4
+    if len(p) == 2:
+        return [p[0], p[0], p[1], p[1]]
+    return p
+
+
+def strides2(stride):
+    s = np.atleast_1d(stride).ravel().astype(int).tolist()
+    return (s[0], s[-1])
+
+
+def fractional(size, kernel, stride, pad) -> bool:
+    """Whether ``(H + T + B - HH) / SY + 1`` or the same across is not an integer."""
+    (t, b, left, r), (sy, sx) = pads4(pad), strides2(stride)
+    return bool((size[0] + t + b - kernel[0]) % sy or (size[1] + left + r - kernel[1]) % sx)
+
+
+def size_warning(expected: bool):
+    """``pytest.warns(OutputSizeWarning)`` where the sizes are fractional; else no warning at
+    all may be raised (the suite turns warnings into errors)."""
+    if expected:
+        return pytest.warns(matlab.OutputSizeWarning, match="invalid stride or pad for the input")
+    return contextlib.nullcontext()
+
+
+def ref_fractional(ref) -> bool:
+    H, W, _C, _N, HH, WW, _F = ref.sizes
+    return fractional((H, W), (HH, WW), ref.stride, ref.pad)
 
 
 fixture_params = pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.stem for p in FIXTURE_FILES])
@@ -139,6 +205,16 @@ def test_fixtures_are_committed():
     assert sum(p.stat().st_size for p in FIXTURE_FILES) < 2_000_000
     pooling = [p for p in FIXTURE_FILES if not load_ref(p).is_conv.item()]
     assert len(pooling) >= 3
+    assert all(load_ref(p).pool_max is not None for p in pooling)
+
+
+@fixture_params
+def test_octave_warns_where_python_does(path):
+    """Octave's .m files warned 'convcore:outputSize' exactly where the sizes are fractional."""
+    ref = load_ref(path)
+    frac = ref_fractional(ref)
+    assert ref.warned_im2col == ref.warned_forward == ref.warned_backward == frac, ref.id
+    assert ref.warned_pool in (None, frac), ref.id
 
 
 def test_seed_alexnet_shapes():
@@ -157,9 +233,10 @@ def test_fixture_im2col_ref(path, backend, np_ns, dtype, assert_close):
     _H, _W, _C, N, HH, WW, _F = ref.sizes
     for n in range(N):
         img = ref.x[:, :, :, n].astype(dtype)
-        cols = matlab.im2col_ref(
-            img, HH, WW, ref.stride, ref.pad, ref.is_conv, backend=backend.name
-        )
+        with size_warning(ref.warned_im2col):
+            cols = matlab.im2col_ref(
+                img, HH, WW, ref.stride, ref.pad, ref.is_conv, backend=backend.name
+            )
         assert cols.dtype == dtype
         assert_close(cols, ref.cols[:, :, n], err_msg=f"{ref.id} image {n}")
 
@@ -180,10 +257,53 @@ def test_fixture_im2col_back_ref(path, backend, np_ns, dtype, assert_close):
         assert_close(img, ref.dimg[:, :, :, n], err_msg=f"{ref.id} image")
 
 
+def check_reshape_row_major(ref):
+    """reshape_row_major as Octave ran it: the shape, and the sizes with one inferred."""
+    np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
+    assert ref.x_rrm_infer is not None, ref.id
+    k = ref.rrm_infer
+    for unknown in (None, -1, -1.0):  # MATLAB's []
+        shape = list(ref.rrm_shape)
+        shape[k] = unknown
+        got = matlab.reshape_row_major(ref.x, shape)
+        np.testing.assert_array_equal(got, ref.x_rrm_infer, err_msg=f"{ref.id} {shape}")
+        got = matlab.reshape_row_major(ref.x, *shape)  # reshape_row_major(x, d1, [], d3)
+        np.testing.assert_array_equal(got, ref.x_rrm_infer, err_msg=f"{ref.id} {shape}")
+
+
 @fixture_params
 def test_fixture_reshape_row_major(path):
-    ref = load_ref(path)
-    np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
+    check_reshape_row_major(load_ref(path))
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((5, -1), "not divisible by the product of the other dimensions, 5"),
+        ((None, 2, None), "may infer one dimension"),
+        ((-1, -1), "may infer one dimension"),
+        ((0, None), "the others multiply to 0"),
+        ((5, 3), r"shape \(5, 3\) has 15 elements but x has 12"),
+        ((-2, 6), "shape must be >= 0"),
+        ((2.5, None), "shape must be an integer"),
+    ],
+)
+def test_reshape_row_major_inference_errors(shape, match):
+    with pytest.raises(ValueError, match=match):
+        matlab.reshape_row_major(np.arange(12.0), shape)
+
+
+def test_reshape_row_major_inference_namespaces(make_ns):
+    """The inferred size works on every namespace (through 1-D, as the plain shape)."""
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for name in ("numpy", "array_api_strict", "torch", "dask"):
+        try:
+            ns = make_ns(name)
+        except pytest.skip.Exception:
+            continue
+        got = matlab.reshape_row_major(ns.asarray(x), (4, None, 2))
+        assert ns.is_native(got)
+        np.testing.assert_array_equal(ns.to_numpy(got), x.reshape(4, 3, 2))
 
 
 @fixture_params
@@ -191,9 +311,10 @@ def test_fixture_reshape_row_major(path):
 def test_fixture_forward(path, backend, np_ns, dtype, assert_close):
     ref = load_ref(path)
     b = None if ref.b is None else ref.b.astype(dtype)
-    y = matlab.forward_propagation(
-        ref.x.astype(dtype), ref.w.astype(dtype), b, ref.stride, ref.pad, backend=backend.name
-    )
+    with size_warning(ref.warned_forward):
+        y = matlab.forward_propagation(
+            ref.x.astype(dtype), ref.w.astype(dtype), b, ref.stride, ref.pad, backend=backend.name
+        )
     assert y.dtype == dtype
     assert_close(y, ref.y, err_msg=ref.id)
 
@@ -203,19 +324,99 @@ def test_fixture_forward(path, backend, np_ns, dtype, assert_close):
 def test_fixture_backward(path, backend, np_ns, dtype, assert_close):
     ref = load_ref(path)
     b = None if ref.b is None else ref.b.astype(dtype)
-    g = matlab.backward_propagation(
-        ref.dout.astype(dtype),
-        ref.x.astype(dtype),
-        ref.w.astype(dtype),
-        b,
-        ref.stride,
-        ref.pad,
-        backend=backend.name,
-    )
+    with size_warning(ref.warned_backward):
+        g = matlab.backward_propagation(
+            ref.dout.astype(dtype),
+            ref.x.astype(dtype),
+            ref.w.astype(dtype),
+            b,
+            ref.stride,
+            ref.pad,
+            backend=backend.name,
+        )
     assert_close(g.input, ref.dx, err_msg=f"{ref.id} input")
     assert_close(g.weight, ref.dw, err_msg=f"{ref.id} weight")
-    assert_close(g.bias.reshape(-1, 1), ref.db, err_msg=f"{ref.id} bias")
-    assert g.bias.shape == ((ref.w.shape[3], 1) if b is not None else (ref.w.shape[3],))
+    # Octave's shape: F x 1 for an F x 1 bias and for none
+    assert_close(g.bias, ref.db, err_msg=f"{ref.id} bias")
+
+
+@fixture_params
+@pytest.mark.declares("conv", "conv_backward", nd=2)
+def test_fixture_bias_shapes(path, backend, np_ns, dtype, assert_close):
+    """A 1 x F bias works as in Octave, and every bias gradient has the shape of its bias."""
+    ref = load_ref(path)
+    if ref.b is None:
+        assert ref.db_row is None
+        pytest.skip(f"{ref.id} has no bias")
+    x, w, dout = (a.astype(dtype) for a in (ref.x, ref.w, ref.dout))
+    kw = {"backend": backend.name}
+    F = ref.w.shape[3]
+    for bias, want in [
+        (ref.b.reshape(1, F), ref.db_row),  # Octave: 1 x F in, 1 x F out
+        (ref.b.reshape(F), ref.db.reshape(F)),  # Python's (F,): no MATLAB twin
+    ]:
+        bias = bias.astype(dtype)
+        with size_warning(ref.warned_forward):
+            y = matlab.forward_propagation(x, w, bias, ref.stride, ref.pad, **kw)
+        assert_close(y, ref.y, err_msg=f"{ref.id} bias {bias.shape}")
+        with size_warning(ref.warned_backward):
+            g = matlab.backward_propagation(dout, x, w, bias, ref.stride, ref.pad, **kw)
+        assert g.bias.shape == bias.shape
+        assert_close(g.bias, want, err_msg=f"{ref.id} bias {bias.shape}")
+        # the seed's update step keeps the shape
+        assert (bias - 0.1 * g.bias).shape == bias.shape
+
+
+def check_pooling(ref, dtype, kw, assert_close):
+    """max_pool / avg_pool and their backward passes against Octave's *_pool_ref.m."""
+    _H, _W, C, _N, HH, WW, _F = ref.sizes
+    x, dpool = ref.x.astype(dtype), ref.dpool.astype(dtype)
+    args = (HH, WW, ref.stride, ref.pad)
+    got = matlab.max_pool(x, *args, **kw)
+    assert got.dtype == dtype and got.shape == ref.pool_max.shape
+    assert_close(got, ref.pool_max, err_msg=f"{ref.id} max_pool")
+    assert_close(matlab.avg_pool(x, *args, **kw), ref.pool_avg, err_msg=f"{ref.id} avg_pool")
+    dx = matlab.max_pool_backward(dpool, x, *args, **kw)
+    assert dx.dtype == dtype
+    assert_close(dx, ref.dx_pool_max, err_msg=f"{ref.id} max_pool_backward")
+    for size in (x, x.shape, list(x.shape)):  # the input or its MATLAB size
+        dx = matlab.avg_pool_backward(dpool, size, *args, **kw)
+        assert_close(dx, ref.dx_pool_avg, err_msg=f"{ref.id} avg_pool_backward")
+    # the seed's definitions: max and mean over each channel's rows of im2col_ref(..., 0)
+    cols = ref.cols[:, :, 0].reshape(C, HH * WW, -1)  # rows ch*HH*WW + tap
+    ho, wo = ref.windows
+    np.testing.assert_array_equal(cols.max(axis=1).T.reshape(ho, wo, C), ref.pool_max[..., 0])
+
+
+POOL_FILES = [p for p in FIXTURE_FILES if p.stem.startswith("pool_")]
+
+
+@pytest.mark.parametrize("path", POOL_FILES, ids=[p.stem for p in POOL_FILES])
+@pytest.mark.declares("im2col", "col2im", nd=2)
+def test_fixture_pooling(path, backend, np_ns, dtype, assert_close):
+    ref = load_ref(path)
+    assert ref.pool_max is not None, ref.id
+    assert ref.warned_pool == ref_fractional(ref)
+    with size_warning(ref.warned_pool):
+        check_pooling(ref, dtype, {"backend": backend.name}, assert_close)
+
+
+def test_fixture_pool_ties_has_ties_and_padding_maxima():
+    """pool_ties really tests the tie rule: windows with equal maxima, maxima in the padding."""
+    ref = load_ref(MATLAB_REF / "fixtures" / "pool_ties.mat")
+    _H, _W, C, N, HH, WW, _F = ref.sizes
+    cols = ref.cols.reshape(C, HH * WW, -1, N)
+    peak = cols.max(axis=1, keepdims=True)
+    assert ((cols == peak).sum(axis=1) > 1).mean() > 0.5
+    assert (peak == 0).any() and set(np.unique(ref.x)) <= {-2.0, -1.0, 0.0, 1.0}
+    # the first maximum down the columns wins: not the row-major first one of convcore
+    with size_warning(True):
+        ours = matlab.max_pool_backward(ref.dpool, ref.x, HH, WW, ref.stride, ref.pad)
+    core = convcore.max_pool2d_backward(
+        ref.dpool, ref.x, (HH, WW), 2, 1, ceil_mode="cover_all", layout="HWCN"
+    )
+    np.testing.assert_allclose(ours, ref.dx_pool_max, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(core, ref.dx_pool_max)
 
 
 @pytest.mark.parametrize("name", ["pad_tblr_stride_yx", "pool_ceil_padded", "seed_4x4x3_k2_f1"])
@@ -223,10 +424,18 @@ def test_fixture_backward(path, backend, np_ns, dtype, assert_close):
 def test_fixture_every_namespace(name, backend, ns, dtype, assert_close):
     """The adapter only uses the array API: each namespace in, the same namespace out."""
     ref = load_ref(MATLAB_REF / "fixtures" / f"{name}.mat")
-    H, W, C, _N, HH, WW, _F = ref.sizes
-    ho, wo = ref.windows
     kw = {"backend": backend.name}
     b = None if ref.b is None else ns.asarray(ref.b)
+    with size_warning(ref_fractional(ref)):
+        outs = _every_namespace_outputs(ref, ns, b, kw)
+    for key, (got, want) in outs.items():
+        assert ns.is_native(got), f"{key}: {type(got)} is not a {ns.name} array"
+        assert_close(ns.to_numpy(got), want, err_msg=key)
+
+
+def _every_namespace_outputs(ref, ns, b, kw):
+    H, W, C, _N, HH, WW, _F = ref.sizes
+    ho, wo = ref.windows
     outs = {
         "cols": (
             matlab.im2col_ref(
@@ -252,9 +461,23 @@ def test_fixture_every_namespace(name, backend, ns, dtype, assert_close):
         ns.asarray(ref.dout), ns.asarray(ref.x), ns.asarray(ref.w), b, ref.stride, ref.pad, **kw
     )
     outs.update(input=(g.input, ref.dx), weight=(g.weight, ref.dw))
-    for key, (got, want) in outs.items():
-        assert ns.is_native(got), f"{key}: {type(got)} is not a {ns.name} array"
-        assert_close(ns.to_numpy(got), want, err_msg=key)
+    if ref.pool_max is not None:
+        x = ns.asarray(ref.x)
+        stride, pad = ref.stride, ref.pad
+        dpool = ns.asarray(ref.dpool)
+        outs.update(
+            pool_max=(matlab.max_pool(x, HH, WW, stride, pad, **kw), ref.pool_max),
+            pool_avg=(matlab.avg_pool(x, HH, WW, stride, pad, **kw), ref.pool_avg),
+            dx_pool_max=(
+                matlab.max_pool_backward(dpool, x, HH, WW, stride, pad, **kw),
+                ref.dx_pool_max,
+            ),
+            dx_pool_avg=(
+                matlab.avg_pool_backward(dpool, x, HH, WW, stride, pad, **kw),
+                ref.dx_pool_avg,
+            ),
+        )
+    return outs
 
 
 @pytest.mark.parametrize("path", FIXTURE_FILES[:6], ids=[p.stem for p in FIXTURE_FILES[:6]])
@@ -262,10 +485,12 @@ def test_fixture_layer(path, assert_close):
     """ConvolutionLayer caches like the seed's object; the seed's method names work too."""
     ref = load_ref(path)
     layer = matlab.ConvolutionLayer(ref.stride, ref.pad)
-    y = layer.ForwardPropagation(ref.x, ref.w, ref.b)
+    with size_warning(ref.warned_forward):
+        y = layer.ForwardPropagation(ref.x, ref.w, ref.b)
     assert layer.previous_input is ref.x and layer.weights is ref.w and layer.activations is y
     assert_close(y, ref.y)
-    g = layer.BackwardPropagation(matlab.Gradient(ref.dout, None, None))  # the next layer's struct
+    with size_warning(ref.warned_backward):  # the next layer's struct
+        g = layer.BackwardPropagation(matlab.Gradient(ref.dout, None, None))
     assert_close(g.input, ref.dx)
     assert_close(g.weight, ref.dw)
 
@@ -273,15 +498,6 @@ def test_fixture_layer(path, assert_close):
 # --------------------------------------------------------------------------
 # Independent oracles: direct loops
 # --------------------------------------------------------------------------
-
-
-def pads4(pad):
-    p = np.atleast_1d(pad).ravel().astype(int).tolist()
-    if len(p) == 1:
-        return p * 4
-    if len(p) == 2:
-        return [p[0], p[0], p[1], p[1]]
-    return p
 
 
 def im2col_matlab_loops(img, kh, kw, stride, pad, is_conv=True):
@@ -347,10 +563,13 @@ def test_against_loop_oracle(case, backend, np_ns, dtype, assert_close):
     # forward and backward: the naive oracle in NCHW
     to_nchw, to_matlab = (3, 2, 0, 1), (2, 3, 1, 0)
     geo = (stride, tuple(pad), (1, 1))
-    y = matlab.forward_propagation(x, w, b, list(stride), pad, **kw)
+    frac = fractional((case.H, case.W), case.kernel, stride, pad)
+    with size_warning(frac):
+        y = matlab.forward_propagation(x, w, b, list(stride), pad, **kw)
     want = naive.conv(x.transpose(to_nchw), w.transpose(to_nchw), b.ravel(), *geo, groups=1)
     assert_close(y, want.transpose(to_matlab))
-    g = matlab.backward_propagation(dout, x, w, b, list(stride), pad, **kw)
+    with size_warning(frac):
+        g = matlab.backward_propagation(dout, x, w, b, list(stride), pad, **kw)
     dx, dw, db = naive.conv_backward(
         dout.transpose(to_nchw), x.transpose(to_nchw), w.transpose(to_nchw), *geo, groups=1
     )
@@ -360,7 +579,8 @@ def test_against_loop_oracle(case, backend, np_ns, dtype, assert_close):
     # columns and their adjoint: direct loops, convolution and pooling windows
     kh, kwd = case.kernel
     for is_conv in (True, False):
-        cols = matlab.im2col_ref(x[:, :, :, 0], kh, kwd, stride, pad, is_conv, **kw)
+        with size_warning(frac):
+            cols = matlab.im2col_ref(x[:, :, :, 0], kh, kwd, stride, pad, is_conv, **kw)
         want_cols = im2col_matlab_loops(x[:, :, :, 0], kh, kwd, stride, pad, is_conv)
         np.testing.assert_array_equal(cols, want_cols)
         t, bb, left, r = pad
@@ -396,7 +616,8 @@ def test_im2col_back_ref_is_exact_adjoint(backend, np_ns, dtype, geom, seed):
     H, W, C, kh, kw, stride, pad, is_conv = geom
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((H, W, C))
-    cols = matlab.im2col_ref(z, kh, kw, stride, pad, is_conv, backend=backend.name)
+    with size_warning(fractional((H, W), (kh, kw), stride, pad)):
+        cols = matlab.im2col_ref(z, kh, kw, stride, pad, is_conv, backend=backend.name)
     np.testing.assert_array_equal(cols, im2col_matlab_loops(z, kh, kw, stride, pad, is_conv))
     d = rng.standard_normal(cols.T.shape)
     (t, b, left, r), (sy, sx) = pad, stride
@@ -441,16 +662,34 @@ def test_outputs_keep_four_dimensions():
     assert y.shape == (4, 5, 1, 1)
     g = matlab.backward_propagation(y, x, w, None, 1, 1)
     assert g.input.shape == (4, 5, 1, 1) and g.weight.shape == (3, 3, 1, 1)
-    assert g.bias.shape == (1,)
+    assert g.bias.shape == (1, 1)  # no bias: F x 1, as Octave
     g = matlab.backward_propagation(y, x, w, np.zeros((1, 1)), 1, 1)
     assert g.bias.shape == (1, 1)
+    g = matlab.backward_propagation(y, x, w, np.zeros(1), 1, 1)
+    assert g.bias.shape == (1,)
+
+
+@pytest.mark.parametrize("shape", [None, (0, 0), (3,), (3, 1), (1, 3)])
+def test_bias_gradient_has_the_shape_of_the_bias(shape):
+    """(F,), F x 1 and 1 x F keep their shape; none (None or MATLAB's []) gives F x 1."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((4, 5, 2, 2)), rng.standard_normal((2, 2, 2, 3))
+    bias = None if shape is None else np.arange(float(np.prod(shape))).reshape(shape)
+    y = matlab.forward_propagation(x, w, bias, 1, 0)
+    g = matlab.backward_propagation(np.ones_like(y), x, w, bias, 1, 0)
+    want = (3, 1) if shape in (None, (0, 0)) else shape
+    assert g.bias.shape == want
+    np.testing.assert_allclose(g.bias.ravel(), np.full(3, 3 * 4 * 2))
+    layer = matlab.ConvolutionLayer(1, 0)
+    layer.forward_propagation(x, w, bias)
+    assert layer.backward_propagation(np.ones_like(y)).bias.shape == want
     assert matlab.im2col_back_ref(np.ones((1, 9)), 1, 1, 1, 3, 3, 1).shape == (3, 3, 1)
 
 
 def test_bias_is_added_per_filter():
     x = np.zeros((2, 2, 1, 1))
     w = np.zeros((1, 1, 1, 3))
-    for bias in (np.array([1.0, 2, 3]), np.array([[1.0], [2], [3]])):
+    for bias in (np.array([1.0, 2, 3]), np.array([[1.0], [2], [3]]), np.array([[1.0, 2, 3]])):
         y = matlab.forward_propagation(x, w, bias, 1, 0)
         np.testing.assert_array_equal(y[0, 0, :, 0], [1, 2, 3])
     assert not matlab.forward_propagation(x, w, np.zeros((0, 0)), 1, 0).any()  # MATLAB's []
@@ -469,8 +708,9 @@ def test_bias_is_added_per_filter():
 def test_matlab_option_forms(stride, pad, same_as):
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((6, 7, 2, 2)), rng.standard_normal((3, 2, 2, 3))
-    y = matlab.forward_propagation(x, w, None, stride, pad)
-    np.testing.assert_array_equal(y, matlab.forward_propagation(x, w, None, *same_as))
+    with size_warning(fractional((6, 7), (3, 2), stride, pad)):  # e.g. (6 + 2 - 3) / 2 + 1
+        y = matlab.forward_propagation(x, w, None, stride, pad)
+        np.testing.assert_array_equal(y, matlab.forward_propagation(x, w, None, *same_as))
 
 
 def test_layer_backward_before_forward():
@@ -483,9 +723,14 @@ def test_inputs_are_not_modified():
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal((5, 6, 2, 2)), rng.standard_normal((3, 3, 2, 4)), np.ones(4)
     copies = [a.copy() for a in (x, w, b)]
-    y = matlab.forward_propagation(x, w, b, 2, [1, 0, 0, 1])
-    matlab.backward_propagation(y, x, w, b, 2, [1, 0, 0, 1])
-    matlab.im2col_ref(x[:, :, :, 0], 3, 3, 2, 1)
+    with size_warning(True):  # (5 + 1 - 3) / 2 + 1 = 2.5
+        y = matlab.forward_propagation(x, w, b, 2, [1, 0, 0, 1])
+        matlab.backward_propagation(y, x, w, b, 2, [1, 0, 0, 1])
+        matlab.im2col_ref(x[:, :, :, 0], 3, 3, 2, 1)
+        pooled = matlab.max_pool(x, 3, 3, 2, 1)
+        matlab.max_pool_backward(np.ones_like(pooled), x, 3, 3, 2, 1)
+        matlab.avg_pool(x, 3, 3, 2, 1)
+        matlab.avg_pool_backward(np.ones_like(pooled), x, 3, 3, 2, 1)
     for a, c in zip((x, w, b), copies, strict=True):
         np.testing.assert_array_equal(a, c)
 
@@ -544,7 +789,16 @@ IMG = np.ones((5, 6, 2))
             ValueError,
             r"bias must have shape \(4,\)",
         ),
-        (lambda: matlab.forward_propagation(X, WGT, np.ones((1, 4))), ValueError, "bias must have"),
+        (
+            lambda: matlab.forward_propagation(X, WGT, np.ones((2, 2))),
+            ValueError,
+            r"bias must have shape \(4,\), \(4, 1\) or \(1, 4\)",
+        ),
+        (
+            lambda: matlab.backward_propagation(np.ones((3, 4, 4, 1)), X, WGT, np.ones((1, 1, 4))),
+            ValueError,
+            "bias must have",
+        ),
         (lambda: matlab.forward_propagation(X[None], WGT), ValueError, r"x must be \(H, W, C, N\)"),
         (lambda: matlab.forward_propagation(X, np.ones(3)), ValueError, "weights must be"),
         (
@@ -620,6 +874,7 @@ def _random_cases(mf, seed, count=8):
             pad=pad_opt,
             is_conv=bool(k % 2),
             bias=bool(k % 4),
+            pattern="ties" if k % 4 == 2 else None,  # pooling with many equal maxima
         )
         t, b, left, r = case.pads
         if kh <= H + t + b and kw <= W + left + r:
@@ -649,6 +904,18 @@ def test_live_octave_random_cases(live_cases, backend, np_ns, dtype, assert_clos
     assert refs, "no valid random case"
     for ref in refs:
         msg = f"{ref.id} (random seed {seed}; stride {ref.stride}, pad {ref.pad})"
+        frac = ref_fractional(ref)
+        assert ref.warned_im2col == ref.warned_forward == ref.warned_backward == frac, msg
+        assert ref.warned_pool in (None, frac), msg
+        with size_warning(frac):
+            _check_live_ref(ref, kw, msg, assert_close)
+        if ref.pool_max is not None:
+            with size_warning(frac):
+                check_pooling(ref, np.float64, kw, assert_close)
+
+
+def _check_live_ref(ref, kw, msg, assert_close):
+    if True:
         H, W, C, N, HH, WW, _F = ref.sizes
         ho, wo = ref.windows
         for n in range(N):
@@ -669,8 +936,13 @@ def test_live_octave_random_cases(live_cases, backend, np_ns, dtype, assert_clos
         g = matlab.backward_propagation(ref.dout, ref.x, ref.w, ref.b, ref.stride, ref.pad, **kw)
         assert_close(g.input, ref.dx, err_msg=msg)
         assert_close(g.weight, ref.dw, err_msg=msg)
-        assert_close(g.bias.reshape(-1, 1), ref.db, err_msg=msg)
-        np.testing.assert_array_equal(matlab.reshape_row_major(ref.x, ref.rrm_shape), ref.x_rrm)
+        assert_close(g.bias, ref.db, err_msg=msg)
+        if ref.b is not None:
+            g_row = matlab.backward_propagation(
+                ref.dout, ref.x, ref.w, ref.b.reshape(1, -1), ref.stride, ref.pad, **kw
+            )
+            assert_close(g_row.bias, ref.db_row, err_msg=msg)
+        check_reshape_row_major(ref)
 
 
 @needs_octave
@@ -731,3 +1003,287 @@ def test_live_seed_literal_code_shows_each_bug():
         assert status.get(("BUG", name)) == "CONFIRMED", (name, proc.stdout)
         assert status.get(("FIX", name)) == "OK", (name, proc.stdout)
     assert len(status) == 2 * len(SEED_BUGS), proc.stdout
+
+
+# --------------------------------------------------------------------------
+# The output-size warning and strict()
+# --------------------------------------------------------------------------
+
+X5 = np.ones((5, 6, 2, 3))  # (5 + 0 - 2) / 2 + 1 = 2.5: fractional down, integral across
+W2 = np.ones((2, 2, 2, 4))
+
+WARNING_CALLS = {
+    "im2col_ref": (lambda: matlab.im2col_ref(X5[:, :, :, 0], 2, 2, 2), "ceil", "2 x 3"),
+    "im2col_ref pooling": (
+        lambda: matlab.im2col_ref(X5[:, :, :, 0], 2, 2, 2, 0, False),
+        "ceil",
+        "3 x 3",
+    ),
+    "forward_propagation": (lambda: matlab.forward_propagation(X5, W2, None, 2), "floor", "2 x 3"),
+    "backward_propagation": (
+        lambda: matlab.backward_propagation(np.ones((2, 3, 4, 3)), X5, W2, None, 2),
+        "floor",
+        "2 x 3",
+    ),
+    "ConvolutionLayer": (
+        lambda: matlab.ConvolutionLayer(2).forward_propagation(X5, W2),
+        "floor",
+        "2 x 3",
+    ),
+    "max_pool": (lambda: matlab.max_pool(X5, 2, 2), "ceil", "3 x 3"),
+    "avg_pool": (lambda: matlab.avg_pool(X5, 2, 2), "ceil", "3 x 3"),
+    "max_pool_backward": (
+        lambda: matlab.max_pool_backward(np.ones((3, 3, 2, 3)), X5, 2, 2),
+        "ceil",
+        "3 x 3",
+    ),
+    "avg_pool_backward": (
+        lambda: matlab.avg_pool_backward(np.ones((3, 3, 2, 3)), X5.shape, 2, 2),
+        "ceil",
+        "3 x 3",
+    ),
+}
+WARNING_CALLS["im2col_ref"] = (WARNING_CALLS["im2col_ref"][0], "floor", "2 x 3")
+
+
+@pytest.mark.parametrize("name", list(WARNING_CALLS))
+def test_fractional_sizes_warn_naming_the_sizes(name):
+    call, rule, size = WARNING_CALLS[name]
+    with pytest.warns(matlab.OutputSizeWarning) as record:
+        call()
+    assert len(record) == 1, [str(w.message) for w in record]  # once per call
+    message = str(record[0].message)
+    assert "(H + T + B - HH) / SY + 1 = (5 + 0 + 0 - 2) / 2 + 1 = 2.5 is not an integer" in message
+    assert "(W + L + R - WW)" not in message  # (6 - 2) / 2 + 1 = 3 is fine
+    assert f"takes the {rule}: H' x W' = {size}" in message
+    assert record[0].filename == __file__  # it points at the caller, not into convcore
+    assert issubclass(matlab.OutputSizeWarning, UserWarning)
+
+
+@pytest.mark.parametrize("name", list(WARNING_CALLS))
+def test_strict_raises_instead(name):
+    call, rule, size = WARNING_CALLS[name]
+    with matlab.strict():
+        with pytest.raises(ValueError, match=r"= 2\.5 is not an integer \(strict\(\) is on") as e:
+            call()
+        assert f"would take the {rule}: H' x W' = {size}" in str(e.value)
+        with matlab.strict(False), pytest.warns(matlab.OutputSizeWarning):
+            call()
+        with pytest.raises(ValueError):  # restored on exit
+            call()
+    with pytest.warns(matlab.OutputSizeWarning):  # off again
+        call()
+
+
+def test_strict_leaves_integral_sizes_alone_and_is_thread_local():
+    import threading
+
+    with matlab.strict() as on:
+        assert on is True
+        y = matlab.forward_propagation(np.ones((4, 6)), np.ones((2, 2)), None, 2)
+        assert y.shape == (2, 3, 1, 1)
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(matlab._strict.get()))
+        thread.start()
+        thread.join()
+        assert seen == [False]
+    with pytest.raises(ValueError, match="enabled must be"):
+        with matlab.strict(2):
+            pass
+
+
+def test_both_axes_named():
+    with pytest.warns(matlab.OutputSizeWarning) as record:
+        matlab.forward_propagation(np.ones((5, 7)), np.ones((2, 2)), None, [2, 3], [0, 0, 0, 0])
+    message = str(record[0].message)
+    assert "(5 + 0 + 0 - 2) / 2 + 1 = 2.5 is not an integer, nor" in message
+    assert "nor (W + L + R - WW) / SX + 1 = (7 + 0 + 0 - 2) / 3 + 1 = 2.66667;" in message
+    assert "the last 1 row and 2 columns of the padded input unread" in message
+    with pytest.warns(matlab.OutputSizeWarning) as record:  # only across
+        matlab.forward_propagation(np.ones((5, 7)), np.ones((2, 2)), None, [2, 3], [0, 1, 0, 0])
+    message = str(record[0].message)
+    assert "(H + T + B - HH)" not in message and " nor " not in message
+    assert "(W + L + R - WW) / SX + 1 = (7 + 0 + 0 - 2) / 3 + 1 = 2.66667 is not an" in message
+
+
+# --------------------------------------------------------------------------
+# Pooling: direct loops, NaN, forms and errors
+# --------------------------------------------------------------------------
+
+
+def pool_loops(x, kh, kw, stride, pad):
+    """The seed's pooling by definition: each window read pixel by pixel, zeros outside.
+
+    Returns the maxima, the means, and for each window the (ih, iw) of MATLAB's first
+    maximum over patch(:) (i fastest), or None when it is padding/overhang.
+    """
+    H, W, C, N = x.shape
+    (sy, sx), (t, b, left, r) = stride, pads4(pad)
+    ho = -(-(H + t + b - kh) // sy) + 1
+    wo = -(-(W + left + r - kw) // sx) + 1
+    mx, av = np.zeros((ho, wo, C, N)), np.zeros((ho, wo, C, N))
+    where = {}
+    for n in range(N):
+        for c in range(C):
+            for oh in range(ho):
+                for ow in range(wo):
+                    vals, cells = [], []
+                    for j in range(kw):
+                        for i in range(kh):  # patch(:): down the columns
+                            ih, iw = oh * sy + i - t, ow * sx + j - left
+                            inside = 0 <= ih < H and 0 <= iw < W
+                            vals.append(x[ih, iw, c, n] if inside else 0.0)
+                            cells.append((ih, iw) if inside else None)
+                    v = np.array(vals)
+                    ok = ~np.isnan(v)
+                    k = int(np.argmax(np.where(ok, v, -np.inf))) if ok.any() else 0
+                    mx[oh, ow, c, n] = v[k] if ok.any() else np.nan
+                    av[oh, ow, c, n] = v.sum() / (kh * kw)
+                    where[oh, ow, c, n] = cells[k]
+    return mx, av, where
+
+
+@st.composite
+def pool_cases(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    pad = [draw(st.integers(0, 3)) for _ in range(4)]
+    H = draw(st.integers(max(1, kh - pad[0] - pad[1]), 6))
+    W = draw(st.integers(max(1, kw - pad[2] - pad[3]), 6))
+    C, N = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ties = draw(st.booleans())
+    return H, W, C, N, kh, kw, stride, pad, ties
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=pool_cases(), seed=st.integers(0, 2**32 - 1))
+@pytest.mark.declares("im2col", "col2im", nd=2, dtypes=["float64"])
+def test_pooling_against_loops(backend, np_ns, dtype, case, seed):
+    H, W, C, N, kh, kw, stride, pad, ties = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((H, W, C, N))
+    if ties:
+        x = np.clip(np.floor(x), -2, 1)
+    mx, av, where = pool_loops(x, kh, kw, stride, pad)
+    dout = rng.standard_normal(mx.shape)
+    want_dx = np.zeros_like(x)
+    for (oh, ow, c, n), cell in where.items():
+        if cell is not None:
+            want_dx[cell[0], cell[1], c, n] += dout[oh, ow, c, n]
+    want_da = np.zeros_like(x)
+    (sy, sx), (t, _b, left, _r) = stride, pads4(pad)
+    for (oh, ow, c, n), _ in where.items():
+        for i in range(kh):
+            for j in range(kw):
+                ih, iw = oh * sy + i - t, ow * sx + j - left
+                if 0 <= ih < H and 0 <= iw < W:
+                    want_da[ih, iw, c, n] += dout[oh, ow, c, n] / (kh * kw)
+    kwargs = {"backend": backend.name}
+    with size_warning(fractional((H, W), (kh, kw), stride, pad)):
+        np.testing.assert_array_equal(matlab.max_pool(x, kh, kw, stride, pad, **kwargs), mx)
+        np.testing.assert_allclose(matlab.avg_pool(x, kh, kw, stride, pad, **kwargs), av)
+        dx = matlab.max_pool_backward(dout, x, kh, kw, stride, pad, **kwargs)
+        np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12)
+        da = matlab.avg_pool_backward(dout, x, kh, kw, stride, pad, **kwargs)
+        np.testing.assert_allclose(da, want_da, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_nan_is_skipped_as_matlab_max():
+    x = np.array([[np.nan, 1.0], [np.nan, -np.inf]])  # one window
+    assert matlab.max_pool(x, 2, 2)[0, 0, 0, 0] == 1.0
+    dx = matlab.max_pool_backward(np.ones((1, 1)), x, 2, 2)[:, :, 0, 0]
+    np.testing.assert_array_equal(dx, [[0, 1], [0, 0]])
+    x = np.array([[np.nan, -np.inf], [np.nan, np.nan]])  # [m, i] = max: -Inf, its index
+    dx = matlab.max_pool_backward(np.ones((1, 1)), x, 2, 2)[:, :, 0, 0]
+    np.testing.assert_array_equal(dx, [[0, 1], [0, 0]])
+    x = np.full((2, 2), np.nan)  # all NaN: NaN, first tap
+    assert np.isnan(matlab.max_pool(x, 2, 2)[0, 0, 0, 0])
+    dx = matlab.max_pool_backward(np.ones((1, 1)), x, 2, 2)[:, :, 0, 0]
+    np.testing.assert_array_equal(dx, [[1, 0], [0, 0]])
+
+
+def test_pooling_forms():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 4, 3, 2))
+    y = matlab.max_pool(x, 2, 2)  # stride defaults to the window
+    np.testing.assert_array_equal(y, matlab.max_pool(x, 2, 2, [2, 2], 0))
+    assert y.shape == (3, 2, 3, 2)
+    assert matlab.avg_pool(x[:, :, 0, 0], 3, 2, [3, 2]).shape == (2, 2, 1, 1)  # 2-D in, 4-D
+    g = matlab.Gradient(np.ones_like(y), None, None)  # the next layer's struct
+    np.testing.assert_array_equal(
+        matlab.max_pool_backward(g, x, 2, 2), matlab.max_pool_backward(np.ones_like(y), x, 2, 2)
+    )
+    a = matlab.avg_pool_backward(np.ones_like(y), x, 2, 2)
+    for size in (x.shape, [6, 4, 3, 2], (6.0, 4.0, 3, 2)):  # an array is the input itself
+        np.testing.assert_array_equal(matlab.avg_pool_backward(g, size, 2, 2), a)
+    one = np.ones((4, 4))
+    assert matlab.avg_pool_backward(np.ones((2, 2)), (4, 4), 2, 2).shape == (4, 4, 1, 1)
+    assert matlab.max_pool(one.astype(np.float32), 2, 2).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: matlab.max_pool(np.ones((4, 4), dtype=np.int64), 2, 2), TypeError, "floating"),
+        (lambda: matlab.max_pool(np.ones((4, 4)), 0, 2), ValueError, "k_height must be >= 1"),
+        (lambda: matlab.avg_pool(np.ones((4, 4)), 2, 2, 0), ValueError, "stride must be >= 1"),
+        (lambda: matlab.avg_pool(np.ones((4, 4)), 2, 2, 2, -1), ValueError, "pad must be >= 0"),
+        (lambda: matlab.max_pool(np.ones((0, 2)), 1, 1), ValueError, "x must be non-empty"),
+        (lambda: matlab.max_pool(np.ones((2, 2, 1, 1, 1)), 2, 2), ValueError, "x must be"),
+        (
+            lambda: matlab.max_pool_backward(np.ones((3, 2)), np.ones((4, 4)), 2, 2),
+            ValueError,
+            r"dout must have shape \(H', W', C, N\) = \(2, 2, 1, 1\)",
+        ),
+        (
+            lambda: matlab.avg_pool_backward(np.ones((2, 2)), (4, 4, 2), 2, 2),
+            ValueError,
+            r"= \(2, 2, 2, 1\)",
+        ),
+        (
+            lambda: matlab.avg_pool_backward(np.ones((2, 2)), (4,), 2, 2),
+            ValueError,
+            r"x must be the forward input or its size",
+        ),
+        (lambda: matlab.avg_pool_backward(np.ones((2, 2)), None, 2, 2), TypeError, "x must be"),
+        (
+            lambda: matlab.max_pool_backward(np.ones((2, 2), np.float32), np.ones((4, 4)), 2, 2),
+            TypeError,
+            "dout has dtype",
+        ),
+    ],
+)
+def test_pooling_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@needs_octave
+def test_live_octave_warns_once_per_call_and_skips_nan():
+    """forward_propagation.m warns once for a batch of 3 (not once per image); max_pool_ref.m
+    skips NaN as convcore.matlab.max_pool does, and strict mode is warning('error', ...)."""
+    script = (
+        f"addpath('{MATLAB_REF}');"
+        "x = ones(5, 6, 1, 3); forward_propagation(x, ones(2, 2), [], 2, 0);"
+        "p = max_pool_ref([NaN 1; NaN -Inf], 2, 2); printf('MAX %g\\n', p);"
+        "d = max_pool_back_ref(1, [NaN -Inf; NaN NaN], 2, 2); printf('D %g\\n', d);"
+        "warning('error', 'convcore:outputSize');"
+        "try, max_pool_ref(x, 2, 2); catch e, printf('ID %s\\n', e.identifier); end"
+    )
+    proc = subprocess.run(
+        [OCTAVE, "--no-gui", "--norc", "--quiet", "--no-history", "--eval", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert out.count("warning: forward_propagation: invalid stride or pad") == 1, out
+    assert "MAX 1" in out, out
+    assert [line for line in proc.stdout.splitlines() if line.startswith("D ")] == [
+        "D 0",
+        "D 0",
+        "D 1",
+        "D 0",
+    ], out  # column-major: x(1, 2) = -Inf is the third element
+    assert "ID convcore:outputSize" in out, out
