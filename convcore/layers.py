@@ -116,11 +116,13 @@ class _Layer:
         return value
 
     def _shown(self) -> list[str]:
-        """``name=value`` for the repr: every option but the backend, the layout if set."""
+        """``name=value`` for the repr: every option but the backend; the layout and the
+        padding mode when they are not the defaults."""
+        defaults = {"layout": _CHANNELS_FIRST, "padding_mode": "zeros"}
         shown = [
             f"{name}={getattr(self, name)!r}"
             for name in self._option_names
-            if name != "backend" and (name != "layout" or self.layout != _CHANNELS_FIRST)
+            if name != "backend" and (name not in defaults or getattr(self, name) != defaults[name])
         ]
         if not self.copy_input:
             shown.append("copy_input=False")
