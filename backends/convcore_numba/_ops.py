@@ -306,6 +306,11 @@ def _forward_direct(x5, w5, bias, out, geo, groups):
     f = w5.shape[0]
     b = bias if bias is not None else np.zeros(f, x5.dtype)
     per_image = f * _out_rows(geo) * geo[14] * w5[0].size
+    if n * per_image <= (1 << 20) and n * per_image < _PARALLEL_MIN_MACS:
+        # One item on one thread (what the general path below would do): call the
+        # kernel directly, without the item machinery (a few us of a tiny call).
+        K.conv_direct_block(x5, w5, b, out, 0, n, 0, f, geo, c // groups, f // groups)
+        return
     images = _pieces(n, max(1, (1 << 20) // max(1, per_image)))
 
     def item(worker, idx):
