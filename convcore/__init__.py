@@ -29,6 +29,7 @@ from .errors import (
     BackendUnavailableError,
     ConvcoreError,
     UnknownBackendError,
+    WorkspaceLimitError,
 )
 from .geometry import (
     ConvGeometry,
@@ -102,6 +103,7 @@ __all__ = [
     "MaxPool2D",
     "MaxPool3D",
     "UnknownBackendError",
+    "WorkspaceLimitError",
     "__version__",
     "available_backends",
     "avg_pool",
