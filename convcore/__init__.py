@@ -30,6 +30,7 @@ from .errors import (
     ConfigurationError,
     ConvcoreError,
     UnknownBackendError,
+    WorkspaceLimitError,
 )
 from .geometry import (
     ConvGeometry,
@@ -104,6 +105,7 @@ __all__ = [
     "MaxPool2D",
     "MaxPool3D",
     "UnknownBackendError",
+    "WorkspaceLimitError",
     "__version__",
     "available_backends",
     "avg_pool",

@@ -150,6 +150,7 @@ def col2im(
     dilation=1,
     padding_mode: str = "zeros",
     layout: str = "channels_first",
+    dtype=None,
     backend: str | None = None,
 ) -> Array:
     """Sum columns back into an image: the adjoint of :func:`im2col`.
@@ -172,16 +173,40 @@ def col2im(
         from the border are added onto the pixels the border holds (the adjoint).
     layout : str, optional
         Axis order of the result, as for :func:`im2col`.
+    dtype : str or dtype, optional
+        dtype of the sums and of the result: a name (``"int64"``) or a dtype
+        of the columns' namespace.  By default integer columns are summed in
+        the dtype the namespace's ``sum`` gives them, the 64-bit integer of
+        their signedness as :func:`numpy.sum` does (int8 ... int64 -> int64,
+        uint8 ... uint64 -> uint64; PyTorch sums every integer in int64), so
+        overlapping sums do not wrap around; floating columns keep their dtype (float16
+        and bfloat16 are summed in float32 where the backend lacks them and
+        rounded once).  Integer columns take any integer or real floating
+        ``dtype`` (a narrower integer wraps, as asked); floating columns take
+        a real floating one (``"float64"`` sums float32 columns in double);
+        anything else is a ``TypeError``, an unknown name a ``ValueError``.
+        When ``dtype`` differs from the columns' dtype, the columns are cast
+        to it (one copy) before the backend sums them, so the backend must
+        declare col2im for ``dtype``.
 
     Returns
     -------
     x : array, shape (N, C, H, W)
         Padding rows and columns are dropped after summing.  In ``layout``'s
-        axis order.
+        axis order, with the dtype described under ``dtype``.
 
     See Also
     --------
     reshape_gemm_output : the plain reshape the seed document calls "col2im".
+
+    Examples
+    --------
+    >>> import numpy as np, convcore
+    >>> cols = np.full((1, 2, 2), 200, np.uint8)  # two taps of a 2-wide kernel
+    >>> convcore.col2im(cols, (3,), 2)  # the middle pixel is 200 + 200
+    array([[[200, 400, 200]]], dtype=uint64)
+    >>> convcore.col2im(cols, (3,), 2, dtype="uint8")  # wraps, as asked
+    array([[[200, 144, 200]]], dtype=uint8)
     """
     xp = namespace(cols=cols)
     mode = check_padding_mode(padding_mode)
@@ -208,15 +233,57 @@ def col2im(
             f"{geom.output_size} (input_size {geom.input_size}, kernel_size {geom.kernel_size}, "
             f"stride {geom.stride}, padding {geom.padding}, dilation {geom.dilation})"
         )
-    plan = select("col2im", xp, cols, backend, nd)
+    target = _col2im_dtype(xp, cols, dtype)
+    recast = target != cols.dtype
+    # the backend sees columns of the target dtype: select by an empty one
+    ref = xp.astype(cols[:0, ...], target) if recast else cols
+    plan = select("col2im", xp, ref, backend, nd)
     if n == 0:
-        return lay.from_first(xp, zeros(xp, (0, rows // k, *geom.input_size), cols))
-    (cc,) = plan.cast(xp, cols)
+        return lay.from_first(xp, zeros(xp, (0, rows // k, *geom.input_size), ref))
+    (cc,) = plan.cast(xp, xp.astype(cols, target) if recast else cols)
     if mode == "zeros":
         img = plan.col2im(xp, cc, geom)
     else:
         img = fold(xp, plan.col2im(xp, cc, padded_geometry(geom)), geom, mode)
-    return lay.from_first(xp, plan.uncast(xp, cols.dtype, img))
+    return lay.from_first(xp, plan.uncast(xp, target, img))
+
+
+#: dtype names :func:`col2im` takes for ``dtype``.
+_INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+_FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+def _col2im_dtype(xp, cols, dtype):
+    """The dtype :func:`col2im` sums ``cols`` in and returns (see its ``dtype``)."""
+    src = cols.dtype
+    integer = xp.isdtype(src, "integral")
+    if dtype is None:
+        # the namespace's own sum of integers: int64 / uint64 (PyTorch: int64)
+        return xp.sum(cols[:0, ...]).dtype if integer else src
+    names = {n: getattr(xp, n) for n in (*_INTEGERS, *_FLOATS) if hasattr(xp, n)}
+    if isinstance(dtype, str):
+        if dtype not in names:
+            raise ValueError(
+                f"dtype must name an integer or real floating dtype of the columns' "
+                f"namespace ({', '.join(names)}), got {dtype!r}"
+            )
+        name = dtype
+    else:
+        try:
+            name = next((n for n, d in names.items() if dtype == d), None)
+        except Exception:  # an object that cannot be compared with dtypes
+            name = None
+        if name is None:
+            raise TypeError(
+                f"dtype must be an integer or real floating dtype of the columns' namespace "
+                f"or its name ({', '.join(names)}), got {dtype!r}"
+            )
+    if not integer and name in _INTEGERS:
+        raise TypeError(
+            f"dtype={name!r} cannot hold the sums of floating columns ({src}); "
+            "pass a floating dtype or none"
+        )
+    return names[name]
 
 
 def reshape_gemm_output(y: Array, /, output_size) -> Array:

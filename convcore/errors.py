@@ -2,7 +2,8 @@
 
 Every error convcore raises for a user mistake is a ``ValueError`` or a
 ``TypeError`` (or ``RuntimeError`` for a backend that cannot run on this
-machine), so ordinary ``except`` clauses keep working; the subclasses below let
+machine, and ``MemoryError`` for a call that ``CONVCORE_WORKSPACE_MB`` is too
+small for), so ordinary ``except`` clauses keep working; the subclasses below let
 callers tell backend problems apart.
 """
 
@@ -14,6 +15,7 @@ __all__ = [
     "ConfigurationError",
     "ConvcoreError",
     "UnknownBackendError",
+    "WorkspaceLimitError",
 ]
 
 
@@ -36,3 +38,12 @@ class BackendUnavailableError(ConvcoreError, RuntimeError):
 
 class BackendCapabilityError(ConvcoreError, TypeError):
     """The selected backend does not support this input (namespace, device, dtype or op)."""
+
+
+class WorkspaceLimitError(ConvcoreError, MemoryError):
+    """``CONVCORE_WORKSPACE_MB`` is below the smallest chunk a backend can cut the call into.
+
+    Raised before the call allocates anything large; the message names the
+    setting, its value and the bytes needed.  A ``MemoryError``, like the
+    allocation failure it replaces.
+    """

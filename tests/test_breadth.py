@@ -419,7 +419,15 @@ def _check_integers(backend, ns, dtype):
     got = ns.to_numpy(cols)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, want)
+    # summed in the namespace's sum dtype (int64 / uint64; torch: int64): no wraparound
     img = ns.to_numpy(convcore.col2im(ns.asarray(want), case.size, case.kernel, **kw))
+    wide = np.int64 if ns.name == "torch" or np.dtype(dtype).kind == "i" else np.uint64
+    assert img.dtype == wide
+    exact = col2im_in_dtype(want.astype(np.int64), case.size, case.kernel, **case.kw)
+    np.testing.assert_array_equal(img, exact)
+    # summed in the columns' own dtype when asked (integers wrap around)
+    img = convcore.col2im(ns.asarray(want), case.size, case.kernel, dtype=dtype.name, **kw)
+    img = ns.to_numpy(img)
     assert img.dtype == dtype
     np.testing.assert_array_equal(img, col2im_in_dtype(want, case.size, case.kernel, **case.kw))
 

@@ -641,17 +641,19 @@ def test_integer_im2col_col2im_3d_exact(name, int_dtype, two_threads, force_para
     assert cols.dtype == x.dtype
     np.testing.assert_array_equal(cols, naive.im2col(x, k, stride, pad, dil))
     # Full-range values: overlapping sums overflow and wrap around, as in NumPy.
-    back = convcore.col2im(cols, size, k, **kw)
+    back = convcore.col2im(cols, size, k, dtype=x.dtype, **kw)  # the kernels' own sums
     assert back.dtype == x.dtype
     np.testing.assert_array_equal(back, col2im_in_dtype(cols, size, k, stride, pad, dil))
 
 
 def test_integer_col2im_wraps_around_like_numpy():
     cols = np.full((1, 4, 4), 100, np.int8)  # 2x2 kernel, stride 1: the centre sums 4 terms
-    got = convcore.col2im(cols, (3, 3), 2, backend="numba")
+    got = convcore.col2im(cols, (3, 3), 2, dtype="int8", backend="numba")  # asked to wrap
     assert got.dtype == np.int8
     assert got[0, 0, 1, 1] == np.int8(400 - 512)  # 400 wraps to -112
-    np.testing.assert_array_equal(got, convcore.col2im(cols, (3, 3), 2, backend="numpy"))
+    want = convcore.col2im(cols, (3, 3), 2, dtype="int8", backend="numpy")
+    np.testing.assert_array_equal(got, want)
+    assert convcore.col2im(cols, (3, 3), 2, backend="numba")[0, 0, 1, 1] == 400  # int64
     cols = np.full((1, 4, 4), np.iinfo(np.uint64).max, np.uint64)
     got = convcore.col2im(cols, (3, 3), 2, backend="numba")
     np.testing.assert_array_equal(got, convcore.col2im(cols, (3, 3), 2, backend="numpy"))

@@ -75,8 +75,9 @@ def _im2col_block(x, *, kernel_size, options, backend):
 def _col2im_block(cols, *, input_size, kernel_size, options, backend):
     import convcore
 
+    # the core cast the columns to the result dtype already: sum in it
     return convcore.col2im(
-        cols, input_size, kernel_size, backend=_block_backend(backend), **options
+        cols, input_size, kernel_size, dtype=cols.dtype, backend=_block_backend(backend), **options
     )
 
 

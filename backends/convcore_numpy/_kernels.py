@@ -23,26 +23,34 @@ Design, in short:
 * **Pointwise convolutions** (1x1 kernel, stride 1, no padding) skip im2col in
   the forward pass and col2im in the backward pass: the GEMMs read ``x`` and
   write ``out`` / ``dx`` directly.
-* **Bounded memory.**  The batch is processed in chunks so that the column
+* **Bounded memory.**  The call is processed in chunks so that the column
   buffer plus the GEMM's other side (output rows forward, gradient rows
   backward) stay below ``CONVCORE_WORKSPACE_MB`` MiB (default 16, read once
-  per call; a chunk holds at least one image).  The buffers are reused by all
-  chunks.  Small buffers also come back from the allocator's heap without page
-  faults, whereas fresh allocations above glibc's 32 MiB mmap threshold fault
-  on every call: with a 256 MiB limit the float64 forward of the benchmark
-  layers with the largest column buffers (70-115 MB) ran 2.5-3x slower.
+  per call): ranges of whole images while one image fits, else, per image,
+  boxes of output positions (slabs of the outermost output axis, with the
+  input rows they read plus the kernel halo; narrower boxes when one output
+  row is too large), with all groups or one group at a time.  The backward
+  pass folds each box's ``dcols`` into the overlapping input region, so the
+  halos sum; ``dw`` and ``db`` accumulate over the chunks.  A call whose
+  smallest chunk (one output position of one group) exceeds the limit raises
+  :class:`convcore.WorkspaceLimitError` before allocating anything.  The
+  buffers are reused by all chunks.  Small buffers also come back from the
+  allocator's heap without page faults, whereas fresh allocations above
+  glibc's 32 MiB mmap threshold fault on every call: with a 256 MiB limit the
+  float64 forward of the benchmark layers with the largest column buffers
+  (70-115 MB) ran 2.5-3x slower.  :func:`im2col` returns the full column
+  matrix (its contract) and :func:`col2im` allocates only its result.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-import os
-import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from convcore._workspace import plan_chunks, workspace_bytes
 
 if TYPE_CHECKING:
     from convcore.geometry import ConvGeometry
@@ -170,58 +178,59 @@ def _swap01(a):
 
 
 def _workspace_bytes():
-    """Workspace limit in bytes, from ``CONVCORE_WORKSPACE_MB``.
+    """Workspace limit in bytes, from ``CONVCORE_WORKSPACE_MB`` (default 16 MiB).
 
     Unset, empty, unparsable, zero, negative or NaN values give the default;
-    ``inf`` means no limit (one chunk for the whole batch).
+    ``inf`` means no limit (one chunk for the whole batch).  Read on every call
+    (:func:`convcore._workspace.workspace_bytes`).
     """
-    raw = os.environ.get("CONVCORE_WORKSPACE_MB", "").strip()
-    try:
-        mb = float(raw) if raw else _DEFAULT_WORKSPACE_MB
-    except ValueError:
-        mb = _DEFAULT_WORKSPACE_MB
-    if not mb > 0:
-        mb = _DEFAULT_WORKSPACE_MB
-    if math.isinf(mb):
-        return sys.maxsize
-    return int(mb * 2**20)
+    return workspace_bytes(_DEFAULT_WORKSPACE_MB)
 
 
-def _batch_chunks(n, bytes_per_image, limit):
-    """Split ``range(n)`` into ``(start, stop)`` chunks of at most ``limit`` bytes.
+def _chunk_plan(x, geom, groups, f, limit, op):
+    """The :class:`convcore._workspace.ChunkPlan` of a call: column rows plus ``F`` rows."""
+    c = x.shape[1]
+    return plan_chunks(
+        geom,
+        x.shape[0],
+        groups,
+        x.dtype.itemsize,
+        limit,
+        rows=(c // groups) * geom.kernel_numel,
+        aux=f // groups,
+        backend="numpy",
+        op=op,
+    )
 
-    A chunk holds at least one image, so a single image larger than ``limit``
-    still gets processed.
+
+def _chunked_columns(x, geom, cplan, groups, aux_rows):
+    """Yield ``(chunk, cols, aux)`` for the chunks of ``cplan``.
+
+    ``cols`` is the im2col of the chunk (its images, its groups' channels, its
+    box of output positions) laid out as ``(Cc, *K, nb, *box)`` (C order), i.e.
+    a ``(Cc*K, nb*box)`` matrix.  ``aux`` is an uninitialised
+    ``(aux_rows * chunk groups / groups, nb*box)`` scratch matrix for the GEMM
+    on the other side (output rows in the forward pass, gradient rows in the
+    backward pass).  All chunks share the same two buffers, so both are valid
+    only until the next chunk is requested; the caller may overwrite them.
     """
-    step = max(1, min(n, limit // max(bytes_per_image, 1)))
-    return [(i, min(i + step, n)) for i in range(0, n, step)]
-
-
-def _chunked_columns(x, geom, limit, aux_rows):
-    """Yield ``(start, stop, cols, aux)`` for batch chunks of at most ``limit`` bytes.
-
-    ``cols`` is the im2col of ``x[start:stop]`` laid out as ``(C, *K, nb, *O)``
-    (C order), i.e. a ``(C*K, nb*L)`` matrix.  ``aux`` is an uninitialised
-    ``(aux_rows, nb*L)`` scratch matrix for the GEMM on the other side (output
-    rows in the forward pass, gradient rows in the backward pass); it counts
-    against ``limit`` too.  All chunks share the same two buffers, so both are
-    valid only until the next chunk is requested; the caller may overwrite them.
-    """
-    n, c = x.shape[:2]
-    L = geom.output_numel
-    rows = c * geom.kernel_numel
-    chunks = _batch_chunks(n, (rows + aux_rows) * L * x.dtype.itemsize, limit)
-    if not chunks:
-        return
-    nb_max = max(b - a for a, b in chunks)
-    cols_flat = np.empty(rows * L * nb_max, x.dtype)
-    aux_flat = np.empty(aux_rows * L * nb_max, x.dtype)
-    plan = _plan(geom)
-    for a, b in chunks:
-        nb = b - a
-        cols = cols_flat[: rows * L * nb].reshape(c, *geom.kernel_size, nb, *geom.output_size)
-        _gather(_swap01(x[a:b]), _taps_view(cols, geom.nd), plan)
-        yield a, b, cols, aux_flat[: aux_rows * L * nb].reshape(aux_rows, nb * L)
+    c = x.shape[1]
+    cg = c // groups
+    k = geom.kernel_numel
+    share = cplan.groups_per_chunk
+    pos = cplan.max_positions
+    cols_flat = np.empty(share * cg * k * pos, x.dtype)
+    aux_flat = np.empty(aux_rows // groups * share * pos, x.dtype)
+    for chunk in cplan.chunks:
+        (a, b), (g0, g1) = chunk.images, chunk.groups
+        sub = chunk.geom
+        nb, cc = b - a, (g1 - g0) * cg
+        npos = nb * sub.output_numel
+        ar = aux_rows // groups * (g1 - g0)
+        cols = cols_flat[: cc * k * npos].reshape(cc, *geom.kernel_size, nb, *sub.output_size)
+        src = x[(slice(a, b), slice(g0 * cg, g1 * cg), *chunk.inp)]
+        _gather(_swap01(src), _taps_view(cols, geom.nd), _plan(sub))
+        yield chunk, cols, aux_flat[: ar * npos].reshape(ar, npos)
 
 
 # ------------------------------------------------------------------------- kernels
@@ -303,18 +312,23 @@ def conv(xp, x, weight, bias, geom, groups):
 
     Notes
     -----
-    The batch is processed in chunks whose column buffer and GEMM result
+    The call is processed in chunks whose column buffer and GEMM result
     together stay under ``CONVCORE_WORKSPACE_MB`` MiB (default 16; read once per
-    call); a chunk holds at least one image.
+    call): ranges of whole images, or, for an image that does not fit, boxes
+    of output positions (slabs of output rows) of one image, with all groups
+    or one group at a time (:func:`convcore._workspace.plan_chunks`).  A call
+    whose smallest chunk (one output position of one group) does not fit
+    raises :class:`convcore.WorkspaceLimitError` before allocating anything.
     """
     n, f = x.shape[0], weight.shape[0]
-    out = np.empty((n, f, *geom.output_size), x.dtype)
-    out3 = out.reshape(n, f, geom.output_numel)
     w3 = weight.reshape(groups, f // groups, -1)
     if geom.is_pointwise:
-        _conv_pointwise(x, w3, bias, out3)
-    else:
-        _conv_im2col(x, w3, bias, geom, out3, _workspace_bytes())
+        out = np.empty((n, f, *geom.output_size), x.dtype)
+        _conv_pointwise(x, w3, bias, out.reshape(n, f, geom.output_numel))
+        return out
+    cplan = _chunk_plan(x, geom, groups, f, _workspace_bytes(), "conv")
+    out = np.empty((n, f, *geom.output_size), x.dtype)
+    _conv_im2col(x, w3, bias, geom, out, cplan)
     return out
 
 
@@ -328,21 +342,23 @@ def _conv_pointwise(x, w3, bias, out3):
         out3 += bias[:, None]
 
 
-def _conv_im2col(x, w3, bias, geom, out3, limit):
-    """Forward by chunks: one GEMM per group into ``(F, nb*L)``, then transpose.
+def _conv_im2col(x, w3, bias, geom, out, cplan):
+    """Forward by chunks: one GEMM per group into ``(Fc, nb*box)``, then transpose.
 
-    The transpose into ``out3`` (N, F, L) is the pass that also adds the bias.
+    The transpose into ``out`` (N, F, *O) is the pass that also adds the bias.
     """
     g, fg, ckg = w3.shape
-    f, L = g * fg, geom.output_numel
-    for a, b, cols, y in _chunked_columns(x, geom, limit, aux_rows=f):
-        nb = b - a
-        np.matmul(w3, cols.reshape(g, ckg, nb * L), out=y.reshape(g, fg, nb * L))
-        y3, dst = y.reshape(f, nb, L), _swap01(out3[a:b])
+    for chunk, cols, y in _chunked_columns(x, geom, cplan, g, aux_rows=g * fg):
+        (a, b), (g0, g1) = chunk.images, chunk.groups
+        nb, gc, npos = b - a, g1 - g0, y.shape[1]
+        np.matmul(w3[g0:g1], cols.reshape(gc, ckg, npos), out=y.reshape(gc, fg, npos))
+        f0, f1 = g0 * fg, g1 * fg
+        y3 = y.reshape(f1 - f0, nb, *chunk.geom.output_size)
+        dst = _swap01(out[(slice(a, b), slice(f0, f1), *chunk.out)])
         if bias is None:
             np.copyto(dst, y3)
         else:
-            np.add(y3, bias[:, None, None], out=dst)
+            np.add(y3, bias[f0:f1].reshape(-1, *(1,) * (geom.nd + 1)), out=dst)
 
 
 def conv_backward(xp, grad_out, x, weight, geom, groups):
@@ -373,31 +389,40 @@ def conv_backward(xp, grad_out, x, weight, geom, groups):
     Per batch chunk, the columns ``cols`` (C*K, nb*L) and a transposed copy
     of the gradient ``go`` (F, nb*L) give ``dw += go @ cols.T`` and
     ``dcols = W.T @ go`` as one GEMM each per group; ``dcols`` overwrites
-    ``cols`` and is folded into ``dx`` (col2im).  Chunking as in :func:`conv`.
+    ``cols`` and is folded into ``dx`` (col2im).  Chunking as in :func:`conv`;
+    a chunk that is a box of output positions folds its ``dcols`` into the
+    input region its windows read, which overlaps the neighbouring chunks'
+    regions by the kernel halo: the folds add, so the overlaps sum.  ``dw`` and
+    ``db`` accumulate over the chunks.
     """
     n, f = x.shape[0], weight.shape[0]
-    w3 = weight.reshape(groups, f // groups, -1)
-    go3 = grad_out.reshape(n, f, geom.output_numel)
+    g = groups
+    fg = f // g
+    w3 = weight.reshape(g, fg, -1)
+    cplan = _chunk_plan(x, geom, g, f, _workspace_bytes(), "conv_backward")
+    pointwise = geom.is_pointwise and cplan.whole_images
     dw3 = np.zeros(w3.shape, x.dtype)
     db = np.zeros(f, x.dtype)
-    if geom.is_pointwise:
-        dx = np.empty(x.shape, x.dtype)
-    else:
-        dx = np.zeros(x.shape, x.dtype)
-    plan = _plan(geom)
-    chunks = _chunked_columns(x, geom, _workspace_bytes(), aux_rows=f)
-    for a, b, cols, go in chunks:
-        nb = b - a
-        np.copyto(go.reshape(f, nb, -1), _swap01(go3[a:b]))
-        db += go.sum(axis=1)
-        go = go.reshape(groups, f // groups, -1)
-        c3 = cols.reshape(groups, w3.shape[2], -1)
-        dw3 += np.matmul(go, c3.swapaxes(1, 2))
-        if geom.is_pointwise:
+    dx = (np.empty if pointwise else np.zeros)(x.shape, x.dtype)
+    go3 = grad_out.reshape(n, f, geom.output_numel)
+    cg = x.shape[1] // g
+    for chunk, cols, go in _chunked_columns(x, geom, cplan, g, aux_rows=f):
+        (a, b), (g0, g1) = chunk.images, chunk.groups
+        sub = chunk.geom
+        nb, gc, npos = b - a, g1 - g0, go.shape[1]
+        f0, f1 = g0 * fg, g1 * fg
+        src = grad_out[(slice(a, b), slice(f0, f1), *chunk.out)]
+        np.copyto(go.reshape(f1 - f0, nb, *sub.output_size), _swap01(src))
+        db[f0:f1] += go.sum(axis=1)
+        go = go.reshape(gc, fg, npos)
+        c3 = cols.reshape(gc, w3.shape[2], npos)
+        dw3[g0:g1] += np.matmul(go, c3.swapaxes(1, 2))
+        if pointwise:
             _dx_pointwise(go3[a:b], w3, dx[a:b])
         else:
-            np.matmul(w3.swapaxes(1, 2), go, out=c3)
-            _scatter_add(_taps_view(cols, geom.nd), _swap01(dx[a:b]), plan)
+            np.matmul(w3[g0:g1].swapaxes(1, 2), go, out=c3)
+            dst = dx[(slice(a, b), slice(g0 * cg, g1 * cg), *chunk.inp)]
+            _scatter_add(_taps_view(cols, geom.nd), _swap01(dst), _plan(sub))
     return dx, dw3.reshape(weight.shape), db
 
 
