@@ -333,8 +333,9 @@ def test_numpy_backend_reads_a_channels_last_view_without_copying_it(monkeypatch
 # ------------------------------------------------------------- half precision
 
 HALF_CASES = {1: ND_CASES[1], 2: LAYOUT_CASE[2], 3: ND_CASES[6]}
-#: The namespaces the suite has float16 arrays of; bfloat16 is on torch tensors only.
-FLOAT16_NAMESPACES = ("numpy", "torch", "dask")
+#: The namespaces the suite has float16 arrays of; bfloat16 is on torch and JAX only.
+FLOAT16_NAMESPACES = ("numpy", "torch", "dask", "jax")
+BFLOAT16_NAMESPACES = ("torch", "jax")
 
 
 def _check_half(nd, backend, ns, dtype):
@@ -378,17 +379,17 @@ def test_3d_float16_accumulates_in_float32(backend, ns, dtype):
     _check_half(3, backend, ns, dtype)
 
 
-@pytest.mark.declares(*ALL, nd=1, dtypes=["bfloat16"], namespaces=["torch"])
+@pytest.mark.declares(*ALL, nd=1, dtypes=["bfloat16"], namespaces=BFLOAT16_NAMESPACES)
 def test_1d_bfloat16_accumulates_in_float32(backend, ns, dtype):
     _check_half(1, backend, ns, dtype)
 
 
-@pytest.mark.declares(*ALL, nd=2, dtypes=["bfloat16"], namespaces=["torch"])
+@pytest.mark.declares(*ALL, nd=2, dtypes=["bfloat16"], namespaces=BFLOAT16_NAMESPACES)
 def test_2d_bfloat16_accumulates_in_float32(backend, ns, dtype):
     _check_half(2, backend, ns, dtype)
 
 
-@pytest.mark.declares(*ALL, nd=3, dtypes=["bfloat16"], namespaces=["torch"])
+@pytest.mark.declares(*ALL, nd=3, dtypes=["bfloat16"], namespaces=BFLOAT16_NAMESPACES)
 def test_3d_bfloat16_accumulates_in_float32(backend, ns, dtype):
     _check_half(3, backend, ns, dtype)
 

@@ -785,8 +785,8 @@ def _check_noncontiguous(case, be, make, to_numpy, assert_close):
 # Half precision: float32 inside, rounded once
 # --------------------------------------------------------------------------
 
-#: Namespaces that hold each half type in this suite (bfloat16: torch only).
-HALF_NAMESPACES = {"float16": ("numpy", "dask", "torch"), "bfloat16": ("torch",)}
+#: Namespaces that hold each half type in this suite (bfloat16: torch and JAX).
+HALF_NAMESPACES = {"float16": ("numpy", "dask", "torch", "jax"), "bfloat16": ("torch", "jax")}
 HALF_CASES = named("1d_groups2_asym", "groups3_strided", "3d_depthwise")
 
 
