@@ -4,7 +4,8 @@
   ``dtype`` once per combination **the backend declares** (asked through
   :meth:`convcore.BackendSpec.supports`, the rule dispatch follows; the ops and
   rank a test needs are named with ``@pytest.mark.declares("conv", nd=3)``, and
-  ``namespaces=`` / ``dtypes=`` narrow the namespaces and dtypes it is fed).
+  ``namespaces=`` / ``dtypes=`` narrow the namespaces and dtypes it is fed,
+  ``cases={"jax": ids}`` the cases one namespace is fed: :data:`JAX_SUBSET_REASON`).
   Undeclared combinations are not generated, so a skip always means something:
   the backend is unavailable here (its own ``reason``) or the namespace's library
   is not installed or cannot make arrays here.
@@ -306,16 +307,19 @@ def pytest_collection_modifyitems(config, items):
 
     Used for JAX (see :data:`JAX_SUBSET_REASON`): the test runs on JAX for the
     listed values of its ``case`` parameter (matched by ``case.id``, else
-    ``str(case)``) and on every other namespace for all of them.
+    ``str(case)``), or of its ``name`` parameter where it has no ``case``, and on
+    every other namespace for all of them.
     """
     kept, dropped = [], []
     for item in items:
         marker = item.get_closest_marker("declares")
         narrowed = marker.kwargs.get("cases") if marker else None
         callspec = getattr(item, "callspec", None)
-        if narrowed and callspec is not None and "case" in callspec.params:
-            ns = callspec.params.get("ns")
-            case = callspec.params["case"]
+        params = {} if callspec is None else callspec.params
+        key = "case" if "case" in params else "name"
+        if narrowed and key in params:
+            ns = params.get("ns")
+            case = params[key]
             ids = narrowed.get(getattr(ns, "name", None))
             if ids is not None and getattr(case, "id", str(case)) not in ids:
                 dropped.append(item)

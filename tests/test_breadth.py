@@ -85,6 +85,11 @@ ND_CASES = [
 ]
 
 
+#: The ND_CASES JAX is fed (why: ``conftest.JAX_SUBSET_REASON``): stride, padding and
+#: dilation together, and groups, at each rank.
+JAX_CASES = {"jax": ("1d_stride_pad_dil", "1d_groups", "3d_dilated", "3d_groups")}
+
+
 def cases_of_rank(nd):
     return pytest.mark.parametrize("case", [c for c in ND_CASES if c.nd == nd], ids=lambda c: c.id)
 
@@ -132,13 +137,13 @@ def _check_conv(case, backend, ns, dtype, assert_close):
 
 
 @cases_of_rank(1)
-@pytest.mark.declares("conv", "conv_backward", nd=1)
+@pytest.mark.declares("conv", "conv_backward", nd=1, cases=JAX_CASES)
 def test_1d_conv_forward_backward(case, backend, ns, dtype, assert_close):
     _check_conv(case, backend, ns, dtype, assert_close)
 
 
 @cases_of_rank(3)
-@pytest.mark.declares("conv", "conv_backward", nd=3)
+@pytest.mark.declares("conv", "conv_backward", nd=3, cases=JAX_CASES)
 def test_3d_conv_forward_backward(case, backend, ns, dtype, assert_close):
     _check_conv(case, backend, ns, dtype, assert_close)
 
@@ -154,13 +159,13 @@ def _check_im2col_col2im(case, backend, ns, dtype, assert_close):
 
 
 @cases_of_rank(1)
-@pytest.mark.declares("im2col", "col2im", nd=1)
+@pytest.mark.declares("im2col", "col2im", nd=1, cases=JAX_CASES)
 def test_1d_im2col_col2im(case, backend, ns, dtype, assert_close):
     _check_im2col_col2im(case, backend, ns, dtype, assert_close)
 
 
 @cases_of_rank(3)
-@pytest.mark.declares("im2col", "col2im", nd=3)
+@pytest.mark.declares("im2col", "col2im", nd=3, cases=JAX_CASES)
 def test_3d_im2col_col2im(case, backend, ns, dtype, assert_close):
     _check_im2col_col2im(case, backend, ns, dtype, assert_close)
 

@@ -627,6 +627,11 @@ def test_half_precision_under_jit_and_grad(half):
     _, want_dw, _ = naive.conv_backward(rg, rx, rw, *_geo(2), opts["groups"])
     # the cotangent is rounded to the half type before the float32 computation: two roundings
     check(dw, want_dw, "grad dw", factor=2)
+    xp = jnp.asarray(_pool_input()).astype(dt)
+    rp = np.asarray(xp).astype(np.float64)
+    mp, ap = jax.jit(lambda x: (convcore.max_pool2d(x, 3, 2), convcore.avg_pool2d(x, 3, 2)))(xp)
+    check(mp, naive.max_pool(rp, (3, 3), (2, 2), (0,) * 4, (1, 1), False)[0], "max_pool")
+    check(ap, naive.avg_pool(rp, (3, 3), (2, 2), (0,) * 4, False, True, None), "avg_pool")
 
 
 def test_float64_with_x64(assert_close):

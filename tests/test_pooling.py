@@ -34,7 +34,7 @@ import array_api_compat
 import naive
 import numpy as np
 import pytest
-from conftest import namespace_dtype_problem
+from conftest import NAMESPACES, namespace_dtype_problem
 from helpers import (
     HALF_TOL,
     assert_unchanged,
@@ -475,7 +475,16 @@ NS_CASES = [
 ]
 
 
-@pytest.mark.declares(*ALL_OPS)
+#: The NS_CASES JAX is fed (why: ``conftest.JAX_SUBSET_REASON``; tests/test_jax.py
+#: differentiates, batches and compiles pooling): ties, and the excluding divisor.
+JAX_CASES = {"jax": ("2d-k3s2p1-ties", "2d-asym-pad4-ceil-excl")}
+#: The namespaces of the float16 and determinism tests: all but JAX, where a test costs
+#: half a minute of compiling (float16 pooling under jit: tests/test_jax.py; the
+#: backward is the portable backend's, the same code as on every other namespace).
+NOT_JAX = [name for name, _ in NAMESPACES if name != "jax"]
+
+
+@pytest.mark.declares(*ALL_OPS, cases=JAX_CASES)
 @pytest.mark.parametrize(
     ("kind", "name", "layout"), NS_CASES, ids=[f"{k}-{n}-{lay}" for k, n, lay in NS_CASES]
 )
@@ -848,7 +857,7 @@ def check_half(ns, backend_name, half, case, layout):
             np.testing.assert_array_equal(half_to_float64(ns, out), once, err_msg=where)
 
 
-@pytest.mark.declares(*ALL_OPS)
+@pytest.mark.declares(*ALL_OPS, namespaces=NOT_JAX)
 def test_float16(backend, ns):
     """float16 on every backend x namespace (numba and numpy: computed in float32
     instead of refused; Dask declares float16 and runs its blocks on NumPy)."""
@@ -994,7 +1003,7 @@ def test_seed_pool_fixture_windows(path, backend, np_ns, assert_close):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.declares("max_pool_backward", "avg_pool_backward")
+@pytest.mark.declares("max_pool_backward", "avg_pool_backward", namespaces=NOT_JAX)
 def test_backward_is_deterministic(backend, ns):
     """Overlapping windows with ties: the backward passes are bitwise reproducible
     (2-D channels-first, and 3-D channels-last where the backend declares 3-D)."""
