@@ -62,6 +62,7 @@ NAMESPACES = {
     "torch": "torch",
     "dask": "dask.array",
     "cupy": "cupy",
+    "jax": "jax.numpy",
 }
 
 #: The ops of each kind of case, and all the ops ``check`` runs.
@@ -449,6 +450,17 @@ def _namespace_problem(name: str) -> str | None:
     return None
 
 
+def _dtype_problem(name: str, dtype: str) -> str | None:
+    """None when namespace ``name`` has ``dtype`` arrays here: JAX has float64 only with x64."""
+    if name != "jax" or dtype != "float64":
+        return None
+    import jax
+
+    if jax.config.jax_enable_x64:
+        return None
+    return "JAX makes float64 arrays only with jax_enable_x64 (set JAX_ENABLE_X64=1 to check them)"
+
+
 def _converter(name: str) -> Callable[[np.ndarray], object]:
     mod = importlib.import_module(NAMESPACES[name])
     if name == "numpy":
@@ -470,6 +482,8 @@ def _to_numpy(a) -> np.ndarray:
         return a.get()
     if mod == "dask":
         return np.asarray(a.compute())
+    if mod in ("jax", "jaxlib"):
+        return np.asarray(a)
     return np.from_dlpack(a)
 
 
@@ -530,7 +544,7 @@ def run_checks(
         out = Outcome(info.name, ns, dtype)
         if not info.available:
             out.skipped = f"backend unavailable: {info.reason}"
-        elif (problem := _namespace_problem(ns)) is not None:
+        elif (problem := _namespace_problem(ns) or _dtype_problem(ns, dtype)) is not None:
             out.skipped = problem
         else:
             conv = _converter(ns)

@@ -366,7 +366,18 @@ def device_kind(xp_name: str, x) -> str:
     if xp_name == "dask":
         meta = getattr(x, "_meta", None)
         return "cuda" if array_api_compat.is_cupy_array(meta) else "cpu"
-    dev = array_api_compat.device(x)
+    try:
+        dev = array_api_compat.device(x)
+    except (AttributeError, TypeError):  # a JAX tracer refusing ``.device`` (older JAX)
+        if xp_name != "jax":
+            raise
+        dev = None
+    if dev is None and xp_name == "jax":
+        # A traced JAX array (inside jit, grad, vmap) has no device yet: the traced
+        # program runs on JAX's default backend.
+        import jax
+
+        dev = jax.devices()[0]
     kind = getattr(dev, "type", None) or getattr(dev, "platform", None) or str(dev)
     return "cuda" if kind == "gpu" else str(kind)
 

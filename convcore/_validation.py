@@ -31,6 +31,7 @@ __all__ = [
     "check_nonempty",
     "check_same",
     "common",
+    "device_of",
     "flag",
     "image_input",
     "kernel_labels",
@@ -134,8 +135,30 @@ def check_ndim(name: str, arr, labels: str) -> None:
         raise ValueError(f"{name} must be {count}-D ({labels}), got shape {tuple(arr.shape)}")
 
 
+def device_of(arr):
+    """The device of ``arr``, or None where it has none to inspect.
+
+    A JAX array being traced (inside ``jax.jit``, ``jax.grad``, ``jax.vmap``) is
+    an abstract value with no committed device: array-api-compat gives None for
+    it (older JAX releases raise instead).  Its computation runs wherever JAX
+    places the traced program, so None means "unknown", not "different".
+    """
+    try:
+        return array_api_compat.device(arr)
+    except (AttributeError, TypeError):  # a JAX tracer that refuses ``.device``
+        if array_api_compat.is_jax_array(arr):
+            return None
+        raise
+
+
 def check_same(xp, ref_name: str, ref, **others) -> None:
-    """dtype and device of every array in ``others`` (None skipped) equal those of ``ref``."""
+    """dtype and device of every array in ``others`` (None skipped) equal those of ``ref``.
+
+    An array whose device is unknown (:func:`device_of` is None: a traced JAX
+    array) is compatible with any device; the known devices must all be equal
+    (each is compared with the first known one, ``ref``'s where it is known).
+    """
+    known_name, known = ref_name, device_of(ref)
     for name, arr in others.items():
         if arr is None:
             continue
@@ -144,10 +167,15 @@ def check_same(xp, ref_name: str, ref, **others) -> None:
                 f"{name} has dtype {dtype_name(xp, arr.dtype)} but {ref_name} has dtype "
                 f"{dtype_name(xp, ref.dtype)}; they must match"
             )
-        if array_api_compat.device(arr) != array_api_compat.device(ref):
+        device = device_of(arr)
+        if device is None:
+            continue
+        if known is None:
+            known_name, known = name, device
+        elif device != known:
             raise ValueError(
-                f"{name} is on device {array_api_compat.device(arr)!r} but {ref_name} is on "
-                f"{array_api_compat.device(ref)!r}; they must be on the same device"
+                f"{name} is on device {device!r} but {known_name} is on "
+                f"{known!r}; they must be on the same device"
             )
 
 
@@ -193,8 +221,8 @@ def flag(name: str, value) -> bool:
 
 
 def zeros(xp, shape, like):
-    """Zeros of ``like``'s dtype and device."""
-    return xp.zeros(shape, dtype=like.dtype, device=array_api_compat.device(like))
+    """Zeros of ``like``'s dtype and device (the default device where it is unknown)."""
+    return xp.zeros(shape, dtype=like.dtype, device=device_of(like))
 
 
 def spatial_rank(name: str, arr, nd: int | None = None) -> int:

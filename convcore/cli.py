@@ -548,7 +548,7 @@ def bench(
 @click.option(
     "--namespace",
     "namespaces",
-    type=click.Choice(["numpy", "array_api_strict", "torch", "dask", "cupy"]),
+    type=click.Choice(["numpy", "array_api_strict", "torch", "dask", "cupy", "jax"]),
     multiple=True,
     help="Array namespace to feed (repeatable; default: every installed one a backend declares).",
 )

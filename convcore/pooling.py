@@ -37,7 +37,7 @@ import array_api_compat
 
 from ._dispatch import Plan, select
 from ._padmodes import check_padding_mode, fold, original_index, pad, padded_geometry
-from ._validation import Layout, flag, image_input, zeros
+from ._validation import Layout, device_of, flag, image_input, zeros
 from .geometry import ConvGeometry, normalize_tuple, pool_geometry, pool_output_size
 
 __all__ = [
@@ -122,6 +122,13 @@ def _taps(geom: ConvGeometry, i: int) -> list[list[int]]:
             for t in range(geom.kernel_size[i])]  # fmt: skip
 
 
+def _index_dtype(xp):
+    """int64; on JAX its indexing dtype, int32 unless ``jax_enable_x64`` is set (no int64)."""
+    if array_api_compat.is_jax_namespace(xp):
+        return xp.__array_namespace_info__().default_dtypes()["indexing"]
+    return xp.int64
+
+
 def _tap_tables(xp, geom: ConvGeometry, device):
     """Validity mask ``(K, L)`` (tap inside the image) and flat plane indices ``(K, L)``.
 
@@ -133,7 +140,7 @@ def _tap_tables(xp, geom: ConvGeometry, device):
     valid = flat = None
     step = 1
     for i in reversed(range(nd)):
-        pos = xp.asarray(_taps(geom, i), dtype=xp.int64, device=device)
+        pos = xp.asarray(_taps(geom, i), dtype=_index_dtype(xp), device=device)
         shape = [1] * (2 * nd)
         shape[i], shape[nd + i] = geom.kernel_size[i], geom.output_size[i]
         pos = xp.reshape(pos, tuple(shape))
@@ -185,7 +192,7 @@ def _accumulator(xp, dtype):
 # ---------------------------------------------------------------------------
 def _max_reduce(xp, cols, valid):
     """Window maxima ``(N, C, L)`` and ``has_nan``: NaN propagates, padding is -inf."""
-    dev = array_api_compat.device(cols)
+    dev = device_of(cols)
     neg_inf = xp.asarray(-math.inf, dtype=cols.dtype, device=dev)
     is_nan = xp.isnan(cols)
     nan_at = valid & is_nan
@@ -205,7 +212,7 @@ def _max_choice(xp, cols, valid, peak, nan_at, has_nan):
     (``ceil_mode="cover_all"``, or a dilation stepping over a small input) picks none.
     """
     k = cols.shape[2]
-    dev = array_api_compat.device(cols)
+    dev = device_of(cols)
     nan_w = has_nan[:, :, None, :]
     hit = xp.where(nan_w, nan_at, valid & (cols == peak[:, :, None, :]))
     tap = xp.arange(k, dtype=xp.int32, device=dev)[:, None]
@@ -250,14 +257,14 @@ def _max_pool(
     if mode != "zeros":
         xc, geom = pad(xp, xc, geom, mode)
     cols = _columns(xp, plan, xc, geom)
-    dev = array_api_compat.device(x)
+    dev = device_of(x)
     valid, flat = _tap_tables(xp, geom, dev)
     out, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
     out = lay.from_first(xp, plan.uncast(xp, x.dtype, xp.reshape(out, (n, c, *geom.output_size))))
     if not return_indices:
         return out
     choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
-    zero = xp.zeros((), dtype=xp.int64, device=dev)
+    zero = xp.zeros((), dtype=_index_dtype(xp), device=dev)
     index = xp.sum(xp.where(choice, flat, zero), axis=2)
     index = xp.where(xp.any(choice, axis=2), index, zero - 1)
     if mode != "zeros":
@@ -290,7 +297,7 @@ def _max_pool_backward(
     if mode != "zeros":
         xc, geom = pad(xp, xc, geom, mode)
     cols = _columns(xp, plan, xc, geom)
-    valid, _ = _tap_tables(xp, geom, array_api_compat.device(x))
+    valid, _ = _tap_tables(xp, geom, device_of(x))
     _, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
     choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
     g = xp.reshape(gc, (n, c, 1, geom.output_numel))
@@ -362,7 +369,8 @@ def max_pool(
         Same namespace, device and dtype as ``x``, in ``layout``'s order.  A
         window holding a NaN gives NaN; a window with no input cell gives ``-inf``.
     indices : array of int64
-        Only with ``return_indices=True``.  Ties go to the first maximum in
+        Only with ``return_indices=True`` (int32 on JAX without
+        ``jax_enable_x64``, which has no 64-bit arrays).  Ties go to the first maximum in
         window order (row-major over the kernel taps), a NaN window to its
         last NaN: PyTorch's CPU kernel.
 
@@ -616,7 +624,7 @@ def _avg_pool(
     cols = _columns(xp, plan, xc, geom)
     acc = _accumulator(xp, xc.dtype)
     total = xp.sum(cols, axis=2, dtype=acc)
-    out = total / _divisors(xp, geom, include, override, acc, array_api_compat.device(x))
+    out = total / _divisors(xp, geom, include, override, acc, device_of(x))
     out = xp.reshape(xp.astype(out, x.dtype), (n, c, *geom.output_size))
     return lay.from_first(xp, out)
 
@@ -663,7 +671,7 @@ def _avg_pool_backward(
     if mode != "zeros":
         geom = padded_geometry(geom)
     acc = _accumulator(xp, gc.dtype)
-    dev = array_api_compat.device(grad_out)
+    dev = device_of(grad_out)
     g = xp.reshape(xp.astype(gc, acc), (n, c, 1, geom.output_numel))
     g = xp.astype(g / _divisors(xp, geom, include, override, acc, dev), gc.dtype)
     dcols = xp.broadcast_to(g, (n, c, geom.kernel_numel, geom.output_numel))

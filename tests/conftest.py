@@ -4,14 +4,24 @@
   ``dtype`` once per combination **the backend declares** (asked through
   :meth:`convcore.BackendSpec.supports`, the rule dispatch follows; the ops and
   rank a test needs are named with ``@pytest.mark.declares("conv", nd=3)``, and
-  ``namespaces=`` / ``dtypes=`` narrow the namespaces and dtypes it is fed).
+  ``namespaces=`` / ``dtypes=`` narrow the namespaces and dtypes it is fed,
+  ``cases={"jax": ids}`` the cases one namespace is fed: :data:`JAX_SUBSET_REASON`).
   Undeclared combinations are not generated, so a skip always means something:
   the backend is unavailable here (its own ``reason``) or the namespace's library
   is not installed or cannot make arrays here.
 * ``ns`` runs a test once per array namespace (numpy, array-api-strict, dask,
-  torch, cupy); it converts NumPy arrays into the namespace and back.
+  torch, cupy, jax); it converts NumPy arrays into the namespace and back.
 * ``dtype`` is float32 / float64 and ``assert_close`` holds the per-dtype
   tolerances (stated once, here).
+
+JAX and float64: JAX makes 64-bit arrays only with ``jax_enable_x64`` set, and
+without it converts float64 / int64 input to float32 / int32 (a warning where
+the dtype is asked for by name).  The suite leaves JAX in its default mode, the
+one most JAX programs run in, and does not flip the global flag: a JAX float64
+(or other 64-bit) combination is generated but skipped with that reason
+(:func:`namespace_dtype_problem`), and :meth:`Namespace.asarray` skips a test
+that hands JAX a 64-bit array.  ``JAX_ENABLE_X64=1 python -m pytest`` runs them
+all; ``tests/test_jax.py`` checks float64 under ``jax.enable_x64`` itself.
 """
 
 from __future__ import annotations
@@ -78,11 +88,11 @@ class Namespace:
     Attributes
     ----------
     name : str
-        ``"numpy"``, ``"array_api_strict"``, ``"dask"``, ``"torch"`` or ``"cupy"``
-        (the names used in ``BackendInfo.namespaces``).
+        ``"numpy"``, ``"array_api_strict"``, ``"dask"``, ``"torch"``, ``"cupy"`` or
+        ``"jax"`` (the names used in ``BackendInfo.namespaces``).
     module : module
         The imported library (``numpy``, ``array_api_strict``, ``dask.array``,
-        ``torch``, ``cupy``).
+        ``torch``, ``cupy``, ``jax.numpy``).
     """
 
     name: str
@@ -103,6 +113,11 @@ class Namespace:
         if self.name == "torch":
             return self.module.from_numpy(a)
         if self.name == "cupy":
+            return self.module.asarray(a)
+        if self.name == "jax":
+            problem = namespace_dtype_problem("jax", a.dtype)
+            if problem is not None:
+                pytest.skip(problem)
             return self.module.asarray(a)
         raise AssertionError(self.name)
 
@@ -133,6 +148,8 @@ class Namespace:
             return aac.is_torch_array(a)
         if self.name == "cupy":
             return aac.is_cupy_array(a)
+        if self.name == "jax":
+            return aac.is_jax_array(a)
         raise AssertionError(self.name)
 
 
@@ -143,6 +160,7 @@ NAMESPACES = [
     ("dask", "dask.array"),
     ("torch", "torch"),
     ("cupy", "cupy"),
+    ("jax", "jax.numpy"),
 ]
 
 #: The floating dtypes of the ``dtype`` fixture.
@@ -163,6 +181,41 @@ def namespace_problem(name: str) -> str | None:
         except Exception as exc:  # cupy without a GPU: CUDARuntimeError
             return f"cupy cannot make arrays here: {type(exc).__name__}: {exc}"
     return None
+
+
+#: Why the parity tests over a table of cases feed JAX only some of them
+#: (``@pytest.mark.declares(cases={"jax": ...})``).
+JAX_SUBSET_REASON = (
+    "eager JAX compiles every array operation for every new shape (about a second per "
+    "op and geometry on CPU), so a case costs JAX 10-100 times what it costs NumPy; the "
+    "portable backend runs the same code on every namespace, so JAX gets a few cases that "
+    "cover the geometry rules (groups, strides, asymmetric padding, 'same', dilation) and "
+    "every namespace-agnostic test, and tests/test_jax.py its transforms"
+)
+
+#: The dtypes JAX has only with ``jax_enable_x64``.
+_X64_DTYPES = ("float64", "int64", "uint64", "complex128")
+
+
+def namespace_dtype_problem(name: str, dtype) -> str | None:
+    """None when namespace ``name`` has arrays of ``dtype`` here, else why not.
+
+    Only JAX lacks some: without ``jax_enable_x64`` it has no 64-bit dtypes (see
+    the module docstring for why the suite does not set the flag).
+    """
+    if name != "jax" or dtype is None:
+        return None
+    name64 = getattr(dtype, "name", str(dtype))
+    if name64 not in _X64_DTYPES:
+        return None
+    import jax
+
+    if jax.config.jax_enable_x64:
+        return None
+    return (
+        f"JAX has no {name64} arrays without jax_enable_x64 (the suite keeps JAX's "
+        "default; JAX_ENABLE_X64=1 runs these)"
+    )
 
 
 def _namespace(name: str) -> Namespace:
@@ -242,10 +295,39 @@ class BackendUnderTest:
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "declares(*ops, nd=None, namespaces=None, dtypes=None): generate only the backend x "
-        "namespace x dtype combinations whose backend declares these ops (and number of "
-        "spatial axes), among these namespaces and dtypes (default: all; float32, float64)",
+        "declares(*ops, nd=None, namespaces=None, dtypes=None, cases=None): generate only the "
+        "backend x namespace x dtype combinations whose backend declares these ops (and number "
+        "of spatial axes), among these namespaces and dtypes (default: all; float32, float64); "
+        "cases={namespace: ids} feeds that namespace only the `case` parameters with these ids",
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect the cases that ``declares(cases={namespace: ids})`` does not feed a namespace.
+
+    Used for JAX (see :data:`JAX_SUBSET_REASON`): the test runs on JAX for the
+    listed values of its ``case`` parameter (matched by ``case.id``, else
+    ``str(case)``), or of its ``name`` parameter where it has no ``case``, and on
+    every other namespace for all of them.
+    """
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("declares")
+        narrowed = marker.kwargs.get("cases") if marker else None
+        callspec = getattr(item, "callspec", None)
+        params = {} if callspec is None else callspec.params
+        key = "case" if "case" in params else "name"
+        if narrowed and key in params:
+            ns = params.get("ns")
+            case = params[key]
+            ids = narrowed.get(getattr(ns, "name", None))
+            if ids is not None and getattr(case, "id", str(case)) not in ids:
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def _combination(info, ns_name, dtype, ops, nd, *, with_ns: bool):
@@ -259,6 +341,8 @@ def _combination(info, ns_name, dtype, ops, nd, *, with_ns: bool):
         marks = pytest.mark.skip(reason=f"backend {info.name!r} unavailable: {info.reason}")
     elif ns_name is not None and namespace_problem(ns_name) is not None:
         marks = pytest.mark.skip(reason=namespace_problem(ns_name))
+    elif ns_name is not None and namespace_dtype_problem(ns_name, dtype) is not None:
+        marks = pytest.mark.skip(reason=namespace_dtype_problem(ns_name, dtype))
     values = [BackendUnderTest(info)]
     ids = [info.name]
     if with_ns:

@@ -5,6 +5,7 @@
 * layouts: :func:`to_layout` / :func:`from_layout` move a channels-first NumPy array
   to another axis order and back, :func:`noncontiguous` makes a strided view;
 * half precision: :func:`half_array` / :func:`half_to_float64` and :data:`HALF_TOL`;
+* :func:`index_dtype`: the dtype of max pooling's indices on a namespace;
 * PyTorch as an optional oracle: :func:`torch_or_skip`, :func:`torch_pad`;
 * :func:`auto_for_numpy`: what ``auto`` must pick, from the declarations;
 * :func:`col2im_in_dtype`: the oracle's col2im summed in an integer dtype.
@@ -32,6 +33,7 @@ __all__ = [
     "from_layout",
     "half_array",
     "half_to_float64",
+    "index_dtype",
     "noncontiguous",
     "to_layout",
     "torch_or_skip",
@@ -94,11 +96,13 @@ def noncontiguous(a: np.ndarray) -> np.ndarray:
 def half_array(ns, a: np.ndarray, name: str):
     """``a`` as a ``name`` (float16 / bfloat16) array of ``ns``, or skip where it has none."""
     if name == "bfloat16":
+        if ns.name == "jax":
+            return ns.module.asarray(a.astype(np.float32)).astype(ns.module.bfloat16)
         if ns.name != "torch":
-            pytest.skip("bfloat16 is tested on torch tensors (NumPy has none)")
+            pytest.skip("bfloat16 is tested on torch tensors and JAX arrays (NumPy has none)")
         torch = ns.module
         return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
-    if ns.name not in ("numpy", "torch", "dask"):
+    if ns.name not in ("numpy", "torch", "dask", "jax"):
         pytest.skip(f"{ns.name} has no float16 in this suite")
     return ns.asarray(a.astype(np.float16))
 
@@ -108,6 +112,16 @@ def half_to_float64(ns, a) -> np.ndarray:
     if ns.name == "torch":
         return a.float().numpy().astype(np.float64)
     return ns.to_numpy(a).astype(np.float64)
+
+
+def index_dtype(ns) -> np.dtype:
+    """The dtype of max pooling's indices on ``ns``: int64, or int32 on JAX without x64."""
+    if ns.name == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return np.dtype(np.int32)
+    return np.dtype(np.int64)
 
 
 def torch_or_skip():

@@ -85,6 +85,11 @@ ND_CASES = [
 ]
 
 
+#: The ND_CASES JAX is fed (why: ``conftest.JAX_SUBSET_REASON``): stride, padding and
+#: dilation together, and groups, at each rank.
+JAX_CASES = {"jax": ("1d_stride_pad_dil", "1d_groups", "3d_dilated", "3d_groups")}
+
+
 def cases_of_rank(nd):
     return pytest.mark.parametrize("case", [c for c in ND_CASES if c.nd == nd], ids=lambda c: c.id)
 
@@ -132,13 +137,13 @@ def _check_conv(case, backend, ns, dtype, assert_close):
 
 
 @cases_of_rank(1)
-@pytest.mark.declares("conv", "conv_backward", nd=1)
+@pytest.mark.declares("conv", "conv_backward", nd=1, cases=JAX_CASES)
 def test_1d_conv_forward_backward(case, backend, ns, dtype, assert_close):
     _check_conv(case, backend, ns, dtype, assert_close)
 
 
 @cases_of_rank(3)
-@pytest.mark.declares("conv", "conv_backward", nd=3)
+@pytest.mark.declares("conv", "conv_backward", nd=3, cases=JAX_CASES)
 def test_3d_conv_forward_backward(case, backend, ns, dtype, assert_close):
     _check_conv(case, backend, ns, dtype, assert_close)
 
@@ -154,13 +159,13 @@ def _check_im2col_col2im(case, backend, ns, dtype, assert_close):
 
 
 @cases_of_rank(1)
-@pytest.mark.declares("im2col", "col2im", nd=1)
+@pytest.mark.declares("im2col", "col2im", nd=1, cases=JAX_CASES)
 def test_1d_im2col_col2im(case, backend, ns, dtype, assert_close):
     _check_im2col_col2im(case, backend, ns, dtype, assert_close)
 
 
 @cases_of_rank(3)
-@pytest.mark.declares("im2col", "col2im", nd=3)
+@pytest.mark.declares("im2col", "col2im", nd=3, cases=JAX_CASES)
 def test_3d_im2col_col2im(case, backend, ns, dtype, assert_close):
     _check_im2col_col2im(case, backend, ns, dtype, assert_close)
 
@@ -333,8 +338,9 @@ def test_numpy_backend_reads_a_channels_last_view_without_copying_it(monkeypatch
 # ------------------------------------------------------------- half precision
 
 HALF_CASES = {1: ND_CASES[1], 2: LAYOUT_CASE[2], 3: ND_CASES[6]}
-#: The namespaces the suite has float16 arrays of; bfloat16 is on torch tensors only.
-FLOAT16_NAMESPACES = ("numpy", "torch", "dask")
+#: The namespaces the suite has float16 arrays of; bfloat16 is on torch and JAX only.
+FLOAT16_NAMESPACES = ("numpy", "torch", "dask", "jax")
+BFLOAT16_NAMESPACES = ("torch", "jax")
 
 
 def _check_half(nd, backend, ns, dtype):
@@ -378,17 +384,17 @@ def test_3d_float16_accumulates_in_float32(backend, ns, dtype):
     _check_half(3, backend, ns, dtype)
 
 
-@pytest.mark.declares(*ALL, nd=1, dtypes=["bfloat16"], namespaces=["torch"])
+@pytest.mark.declares(*ALL, nd=1, dtypes=["bfloat16"], namespaces=BFLOAT16_NAMESPACES)
 def test_1d_bfloat16_accumulates_in_float32(backend, ns, dtype):
     _check_half(1, backend, ns, dtype)
 
 
-@pytest.mark.declares(*ALL, nd=2, dtypes=["bfloat16"], namespaces=["torch"])
+@pytest.mark.declares(*ALL, nd=2, dtypes=["bfloat16"], namespaces=BFLOAT16_NAMESPACES)
 def test_2d_bfloat16_accumulates_in_float32(backend, ns, dtype):
     _check_half(2, backend, ns, dtype)
 
 
-@pytest.mark.declares(*ALL, nd=3, dtypes=["bfloat16"], namespaces=["torch"])
+@pytest.mark.declares(*ALL, nd=3, dtypes=["bfloat16"], namespaces=BFLOAT16_NAMESPACES)
 def test_3d_bfloat16_accumulates_in_float32(backend, ns, dtype):
     _check_half(3, backend, ns, dtype)
 

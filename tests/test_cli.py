@@ -371,6 +371,47 @@ def test_check_runs_only_the_ops_a_backend_declares(fresh_registry):
     assert "cases left out" not in out.note
 
 
+#: One case of each kind (convolution, pooling, transposed convolution) for the JAX checks:
+#: eager JAX compiles every op per shape, so the full table costs it about a minute.
+JAX_CHECK_CASES = (CASES[0], POOL_CASES[1], TRANSPOSE_CASES[1])
+
+
+def test_check_namespace_jax(runner, monkeypatch):
+    """``check --namespace jax``: the portable backend on JAX arrays, float64 skipped with
+    the reason (JAX has it only with x64); a few cases (the full table is a minute)."""
+    pytest.importorskip("jax")
+    from convcore import _check
+
+    full = _check.run_checks
+    monkeypatch.setattr(
+        _check, "run_checks", lambda *a, **kw: full(*a, **kw, cases=JAX_CHECK_CASES)
+    )
+    result = _invoke(runner, "check", "-b", "array_api", "--namespace", "jax", "--no-matlab")
+    assert result.exit_code == 0, result.output
+    rows = [r.split() for r in result.stdout.splitlines() if r.startswith("array_api ")]
+    assert [r[:3] for r in rows] == [
+        ["array_api", "jax", "float32"],
+        ["array_api", "jax", "float64"],
+    ]
+    numpy = [i for i in convcore.available_backends() if i.name == "numpy"]
+    (same,) = full(numpy, dtypes=["float32"], cases=JAX_CHECK_CASES)  # every op of the cases
+    assert rows[0][4] == str(same.checks) and rows[0][-1] == "ok"
+    assert rows[1][-1] == "skipped" and "jax_enable_x64" in result.stdout
+    err = _one_line_error(
+        _invoke(runner, "check", "-b", "numpy", "--namespace", "jax", "--no-matlab"), "'numpy'"
+    )
+    assert "jax" in err
+
+
+def test_check_jax_float64_with_x64():
+    jax = pytest.importorskip("jax")
+    infos = [i for i in convcore.available_backends() if i.name == "array_api"]
+    with jax.enable_x64(True):
+        (out,) = run_checks(infos, namespaces=["jax"], dtypes=["float64"], cases=JAX_CHECK_CASES)
+    assert out.skipped is None and out.ok, out.failures
+    assert out.worst < 1e-12  # float64 arithmetic, not float32 in disguise
+
+
 def test_fixture_check_uses_every_installed_fixture():
     files = fixture_files()
     assert len(files) >= 30

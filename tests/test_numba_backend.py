@@ -825,6 +825,9 @@ def test_cores_apart_undoes_everything_when_its_body_raises(monkeypatch):
     assert _threads._pinned_calls == 0
 
 
+# The test forks on purpose (the child runs numba only).  Once JAX has started in this
+# process (the JAX parity tests run earlier in the session), JAX warns on every fork.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called.*JAX is multithreaded:RuntimeWarning")
 def test_a_forked_child_starts_its_own_pool():
     """After fork the parent's pool threads are gone; the child must not wait for them."""
     _affinity_checks()

@@ -8,12 +8,25 @@ import naive
 import numpy as np
 import pytest
 from cases import CASES, case_inputs, expected, expected_conv, resolve_padding
-from conftest import NAMESPACES
 from helpers import assert_unchanged, check_output, noncontiguous
 
 import convcore
+from conftest import NAMESPACES
 
 case_param = pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+
+#: The cases JAX is fed by the tests over every case (why: ``conftest.JAX_SUBSET_REASON``):
+#: per-axis strides, padding as pairs and as four numbers beyond the kernel, "same" with
+#: a stride and a dilation, groups, and a depthwise multiplier.
+JAX_CASES = {
+    "jax": (
+        "asym_pad_pairs",
+        "pad_ge_kernel_per_axis",
+        "same_s2_dilated",
+        "groups3_strided",
+        "depthwise_multiplier2",
+    )
+}
 
 
 # --------------------------------------------------------------------------
@@ -22,7 +35,7 @@ case_param = pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 
 
 @case_param
-@pytest.mark.declares("conv", nd=2)
+@pytest.mark.declares("conv", nd=2, cases=JAX_CASES)
 def test_conv2d(case, backend, ns, dtype, assert_close):
     x, w, b, _, _ = case_inputs(case, dtype)
     xa, wa, ba = ns.asarray(x), ns.asarray(w), ns.asarray(b)
@@ -33,7 +46,7 @@ def test_conv2d(case, backend, ns, dtype, assert_close):
 
 
 @case_param
-@pytest.mark.declares("conv", nd=2, dtypes=["float64"])
+@pytest.mark.declares("conv", nd=2, dtypes=["float64"], cases=JAX_CASES)
 def test_conv2d_without_bias(case, backend, ns, dtype, assert_close):
     x, w, _, _, _ = case_inputs(case, dtype)
     out = convcore.conv2d(
@@ -47,7 +60,7 @@ def test_conv2d_without_bias(case, backend, ns, dtype, assert_close):
 
 
 @case_param
-@pytest.mark.declares("conv_backward", nd=2)
+@pytest.mark.declares("conv_backward", nd=2, cases=JAX_CASES)
 def test_conv2d_backward(case, backend, ns, dtype, assert_close):
     x, w, _, g, _ = case_inputs(case, dtype)
     ga, xa, wa = ns.asarray(g), ns.asarray(x), ns.asarray(w)
@@ -65,7 +78,7 @@ def test_conv2d_backward(case, backend, ns, dtype, assert_close):
 
 
 @case_param
-@pytest.mark.declares("im2col", nd=2)
+@pytest.mark.declares("im2col", nd=2, cases=JAX_CASES)
 def test_im2col(case, backend, ns, dtype):
     x, _, _, _, _ = case_inputs(case, dtype)
     xa = ns.asarray(x)
@@ -77,7 +90,7 @@ def test_im2col(case, backend, ns, dtype):
 
 
 @case_param
-@pytest.mark.declares("col2im", nd=2)
+@pytest.mark.declares("col2im", nd=2, cases=JAX_CASES)
 def test_col2im(case, backend, ns, dtype, assert_close):
     _, _, _, _, cols = case_inputs(case, dtype)
     ca = ns.asarray(cols)

@@ -598,17 +598,22 @@ class _RankTests:
         np.testing.assert_array_equal(ns.to_numpy(db), 0)
 
 
-@pytest.mark.declares(*BOTH, nd=1)
+#: The ``everywhere`` cases JAX is fed, one per rank (why: ``conftest.JAX_SUBSET_REASON``):
+#: the first of each rank, which the mixed-order and empty-batch tests use too.
+JAX_CASES = {"jax": ("1d_s2_dil3_op2_asym", "s2_p1_op1", "3d_per_axis_asym")}
+
+
+@pytest.mark.declares(*BOTH, nd=1, cases=JAX_CASES)
 class TestRank1D(_RankTests):
     nd = 1
 
 
-@pytest.mark.declares(*BOTH, nd=2)
+@pytest.mark.declares(*BOTH, nd=2, cases=JAX_CASES)
 class TestRank2D(_RankTests):
     nd = 2
 
 
-@pytest.mark.declares(*BOTH, nd=3)
+@pytest.mark.declares(*BOTH, nd=3, cases=JAX_CASES)
 class TestRank3D(_RankTests):
     nd = 3
 
@@ -785,8 +790,9 @@ def _check_noncontiguous(case, be, make, to_numpy, assert_close):
 # Half precision: float32 inside, rounded once
 # --------------------------------------------------------------------------
 
-#: Namespaces that hold each half type in this suite (bfloat16: torch only).
-HALF_NAMESPACES = {"float16": ("numpy", "dask", "torch"), "bfloat16": ("torch",)}
+#: Namespaces that hold each half type in this suite (bfloat16: torch and JAX; JAX's
+#: float16 is checked in test_breadth and test_jax: a case costs it seconds of compiling).
+HALF_NAMESPACES = {"float16": ("numpy", "dask", "torch"), "bfloat16": ("torch", "jax")}
 HALF_CASES = named("1d_groups2_asym", "groups3_strided", "3d_depthwise")
 
 
