@@ -104,7 +104,7 @@ def pad(xp, x, geom: ConvGeometry, mode: str):
         zip(_axis_tables(geom, mode), geom.pad_before, geom.requested_padding[1::2])
     ):
         if b or a:
-            index = xp.asarray(table, dtype=xp.int64, device=dev)
+            index = xp.asarray(table, device=dev)  # the default integer (int32 on JAX)
             x = xp.take(x, index, axis=2 + axis)
     return x, padded_geometry(geom)
 
