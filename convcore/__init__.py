@@ -9,6 +9,7 @@ cupy or torch).
 
 from ._api import (
     col2im,
+    col2im_backward,
     conv,
     conv1d,
     conv1d_backward,
@@ -117,6 +118,7 @@ __all__ = [
     "avg_pool3d_backward",
     "avg_pool_backward",
     "col2im",
+    "col2im_backward",
     "conv",
     "conv1d",
     "conv1d_backward",

@@ -14,6 +14,7 @@ from typing import Any
 
 from ._dispatch import resolve_backend, select
 from ._padmodes import check_padding_mode, fold, pad, padded_geometry
+from ._registry import dtype_name
 from ._validation import (
     Layout,
     check_floating,
@@ -22,6 +23,7 @@ from ._validation import (
     check_nonempty,
     check_same,
     common,
+    device_of,
     kernel_labels,
     namespace,
     spatial_rank,
@@ -33,6 +35,7 @@ Array = Any
 
 __all__ = [
     "col2im",
+    "col2im_backward",
     "conv",
     "conv1d",
     "conv1d_backward",
@@ -151,6 +154,7 @@ def col2im(
     padding_mode: str = "zeros",
     layout: str = "channels_first",
     dtype=None,
+    reduction: str = "sum",
     backend: str | None = None,
 ) -> Array:
     """Sum columns back into an image: the adjoint of :func:`im2col`.
@@ -195,9 +199,18 @@ def col2im(
         Padding rows and columns are dropped after summing.  In ``layout``'s
         axis order, with the dtype described under ``dtype``.
 
+    reduction : {"sum", "mean"}, optional
+        ``"sum"`` (default) adds every entry to its pixel; ``"mean"`` divides
+        each pixel's sum by the number of entries that landed on it (pixels no
+        window reaches stay 0), so ``col2im(im2col(x), ..., reduction="mean")``
+        gives ``x`` back for any geometry whose windows cover every pixel: the
+        averaging fold of patch stitching.  It needs floating-point columns
+        (or a floating ``dtype``).  :func:`col2im_backward` is its adjoint.
+
     See Also
     --------
     reshape_gemm_output : the plain reshape the seed document calls "col2im".
+    col2im_backward : the gradient with respect to the columns.
 
     Examples
     --------
@@ -234,6 +247,12 @@ def col2im(
             f"stride {geom.stride}, padding {geom.padding}, dilation {geom.dilation})"
         )
     target = _col2im_dtype(xp, cols, dtype)
+    mean = _reduction(reduction) == "mean"
+    if mean and not xp.isdtype(target, "real floating"):
+        raise TypeError(
+            f"reduction='mean' needs real floating-point columns, got dtype "
+            f"{dtype_name(xp, cols.dtype)}; pass dtype='float64' (or another floating dtype)"
+        )
     recast = target != cols.dtype
     # the backend sees columns of the target dtype: select by an empty one
     ref = xp.astype(cols[:0, ...], target) if recast else cols
@@ -241,11 +260,90 @@ def col2im(
     if n == 0:
         return lay.from_first(xp, zeros(xp, (0, rows // k, *geom.input_size), ref))
     (cc,) = plan.cast(xp, xp.astype(cols, target) if recast else cols)
-    if mode == "zeros":
-        img = plan.col2im(xp, cc, geom)
-    else:
-        img = fold(xp, plan.col2im(xp, cc, padded_geometry(geom)), geom, mode)
+    img = _fold_columns(xp, plan, cc, geom, mode)
+    if mean:
+        img = img / _coverage(xp, plan, cc, geom, mode)
     return lay.from_first(xp, plan.uncast(xp, target, img))
+
+
+def _fold_columns(xp, plan, cols, geom, mode: str):
+    """The backend's col2im of ``cols``, the padded border folded back for ``mode``."""
+    if mode == "zeros":
+        return plan.col2im(xp, cols, geom)
+    return fold(xp, plan.col2im(xp, cols, padded_geometry(geom)), geom, mode)
+
+
+def _coverage(xp, plan, like, geom, mode: str):
+    """``(1, 1, *input_size)``: how many column entries land on each pixel, 1 where none
+    does (those pixels sum to 0, and 0 / 1 keeps them 0)."""
+    ones = xp.ones(
+        (1, geom.kernel_numel, geom.output_numel), dtype=like.dtype, device=device_of(like)
+    )
+    count = _fold_columns(xp, plan, ones, geom, mode)
+    return xp.where(count > 0, count, xp.ones_like(count))
+
+
+_REDUCTIONS = ("sum", "mean")
+
+
+def _reduction(value) -> str:
+    if not isinstance(value, str) or value not in _REDUCTIONS:
+        raise (TypeError if not isinstance(value, str) else ValueError)(
+            f"reduction must be 'sum' or 'mean', got {value!r}"
+        )
+    return value
+
+
+def col2im_backward(
+    grad_out: Array,
+    /,
+    input_size,
+    kernel_size,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    padding_mode: str = "zeros",
+    layout: str = "channels_first",
+    dtype=None,
+    reduction: str = "sum",
+    backend: str | None = None,
+) -> Array:
+    """Gradient of :func:`col2im` with respect to its columns (its adjoint).
+
+    With ``reduction="sum"`` this is :func:`im2col` of ``grad_out``; with
+    ``"mean"`` it is :func:`im2col` of ``grad_out`` divided by how many column
+    entries landed on each pixel.  The arguments are those of the :func:`col2im`
+    call, with ``grad_out`` (the shape of its result) in place of the columns;
+    ``dtype`` is accepted for symmetry and ignored (the gradient has
+    ``grad_out``'s dtype).
+
+    Examples
+    --------
+    >>> import numpy as np, convcore
+    >>> g = convcore.col2im_backward(np.ones((1, 1, 3)), (3,), 2, reduction="mean")
+    >>> g[0]                                     # the middle pixel was shared by two taps
+    array([[1. , 0.5],
+           [0.5, 1. ]])
+    """
+    xp = namespace(grad_out=grad_out)
+    if _reduction(reduction) == "mean":
+        check_floating(xp, "grad_out", grad_out, "col2im_backward")
+        nd = spatial_rank("grad_out", grad_out)
+        lay = _layout(layout, nd)
+        geom = conv_geometry(
+            input_size, kernel_size, stride=stride, padding=padding, dilation=dilation
+        )
+        ref = lay.to_first(xp, grad_out)
+        plan = select("col2im", xp, ref, backend, nd)
+        (gc,) = plan.cast(xp, ref)
+        count = _coverage(xp, plan, gc, geom, check_padding_mode(padding_mode))
+        scaled = plan.uncast(xp, grad_out.dtype, gc / count)
+        grad_out = lay.from_first(xp, scaled)
+    return im2col(
+        grad_out, kernel_size, stride=stride, padding=padding, dilation=dilation,
+        padding_mode=padding_mode, layout=layout, backend=backend,
+    )  # fmt: skip
 
 
 #: dtype names :func:`col2im` takes for ``dtype``.

@@ -109,7 +109,7 @@ def _known_backwards() -> dict[Callable, Callable]:
         return (convcore.col2im(g, size, kernel_size, **kw),)
 
     def folded(g, cols, input_size, kernel_size, **kw):
-        return (convcore.im2col(g, kernel_size, **kw),)
+        return (convcore.col2im_backward(g, input_size, kernel_size, **kw),)
 
     table[convcore.im2col] = unfolded
     table[convcore.col2im] = folded

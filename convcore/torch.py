@@ -432,7 +432,7 @@ class _Im2col(torch.autograd.Function):
 
 
 class _Col2im(torch.autograd.Function):
-    """col2im forward; backward: im2col (its adjoint)."""
+    """col2im forward; backward: :func:`convcore.col2im_backward` (im2col, its adjoint)."""
 
     @staticmethod
     def forward(ctx, call, cols):
@@ -443,7 +443,7 @@ class _Col2im(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_x):
-        return None, ctx.call.backward(_api.im2col, {"x": grad_x}, ctx.like, "input_size")
+        return None, ctx.call.backward(_api.col2im_backward, {"grad_out": grad_x}, ctx.like)
 
 
 _BACKWARD = {

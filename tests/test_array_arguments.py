@@ -87,6 +87,7 @@ def _cases():
         (convcore.conv_backward, (Y, X, W), {}, {0: "grad_out", 1: "x", 2: "weight"}),
         (convcore.im2col, (X, 3), {}, {0: "x"}),
         (convcore.col2im, (COLS, (6, 6), 3), {}, {0: "cols"}),
+        (convcore.col2im_backward, (X, (6, 6), 3), {"reduction": "mean"}, {0: "grad_out"}),
         (convcore.reshape_gemm_output, (COLS[:, :4], (2, 8)), {}, {0: "y"}),
         (convcore.max_pool, (X, 2), {}, {0: "x"}),
         (convcore.max_pool_backward, (P, X, 2), {}, {0: "grad_out", 1: "x"}),

@@ -425,9 +425,13 @@ def _check_integers(backend, ns, dtype):
     got = ns.to_numpy(cols)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, want)
-    # summed in the namespace's sum dtype (int64 / uint64; torch: int64): no wraparound
-    img = ns.to_numpy(convcore.col2im(ns.asarray(want), case.size, case.kernel, **kw))
+    # summed in the namespace's sum dtype (int64 / uint64; torch: int64; JAX without
+    # x64: int32 / uint32): no wraparound of these sums
+    cols_ns = ns.asarray(want)
+    img = ns.to_numpy(convcore.col2im(cols_ns, case.size, case.kernel, **kw))
     wide = np.int64 if ns.name == "torch" or np.dtype(dtype).kind == "i" else np.uint64
+    if ns.name == "jax":
+        wide = np.dtype(ns.to_numpy(ns.module.sum(cols_ns[:0])).dtype)
     assert img.dtype == wide
     exact = col2im_in_dtype(want.astype(np.int64), case.size, case.kernel, **case.kw)
     np.testing.assert_array_equal(img, exact)
