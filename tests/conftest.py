@@ -288,6 +288,8 @@ class BackendUnderTest:
             Number of spatial axes of the input.
         """
         reason = self.supports(*ops, ns=ns, dtype=dtype, nd=nd)
+        if reason is None and ns is not None:
+            reason = namespace_dtype_problem(ns.name, np.dtype(dtype) if dtype else None)
         if reason is not None:
             pytest.skip(reason)
 

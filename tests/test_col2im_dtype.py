@@ -30,6 +30,8 @@ def _reference(cols, geom):
 def _default_dtype(ns, dtype):
     if ns.name == "torch":
         return np.dtype(np.int64)  # torch.sum's rule: every integer in int64
+    if ns.name == "jax":  # without jax_enable_x64 its sums are int32 / uint32
+        return np.dtype(ns.module.sum(ns.module.zeros(0, dtype=np.dtype(dtype).name)).dtype)
     return np.dtype(np.int64 if np.dtype(dtype).kind == "i" else np.uint64)
 
 
