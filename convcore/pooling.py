@@ -202,6 +202,16 @@ def _max_reduce(xp, cols, valid):
     return out, peak, nan_at, has_nan
 
 
+def _eager(xp) -> bool:
+    """A namespace whose arrays hold their values now (asking ``bool(any(...))`` is
+    cheap and allowed: not Dask's lazy graphs, not JAX's traced arrays)."""
+    return (
+        array_api_compat.is_numpy_namespace(xp)
+        or array_api_compat.is_torch_namespace(xp)
+        or array_api_compat.is_cupy_namespace(xp)
+    )
+
+
 def _max_choice(xp, cols, valid, peak, nan_at, has_nan):
     """One-hot ``(N, C, K, L)`` of the tap each window's maximum comes from.
 
@@ -213,6 +223,17 @@ def _max_choice(xp, cols, valid, peak, nan_at, has_nan):
     """
     k = cols.shape[2]
     dev = device_of(cols)
+    if _eager(xp) and not bool(xp.any(has_nan)) and not bool(xp.any(peak == -math.inf)):
+        # Every window has a finite maximum among its real taps and no NaN: the
+        # choice is the first real tap equal to it, found tap by tap (K passes over
+        # (N, C, L) instead of the general rule's passes over (N, C, K, L)).
+        hit = valid & (cols == peak[:, :, None, :])
+        parts, seen = [], None
+        for t in range(k):
+            h = hit[:, :, t, :]
+            parts.append(h if seen is None else h & ~seen)
+            seen = h if seen is None else seen | h
+        return xp.stack(parts, axis=2)
     nan_w = has_nan[:, :, None, :]
     hit = xp.where(nan_w, nan_at, valid & (cols == peak[:, :, None, :]))
     tap = xp.arange(k, dtype=xp.int32, device=dev)[:, None]
