@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -114,3 +115,27 @@ def test_bench_overhead_runs():
     assert all(float(values[0]) > 0 for values in rows.values())
     if "torch conv2d" in rows:
         assert rows["torch conv2d"][1] == "1.00"
+
+
+def test_bench_training_runs_both_nets():
+    has_torch = importlib.util.find_spec("torch") is not None
+    impls = "auto,numpy,torch" if has_torch else "auto,numpy"
+    proc = _run(
+        "bench_training.py",
+        *("--impls", impls, "--repeat", "1", "--warm", "0", "--limit", "64"),
+        *("--images", "64", "--pause", "0"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for net in ("digits", "cifar"):
+        assert f"\n{net}: " in text
+    assert "convcore auto" in text and "convcore numpy" in text
+    if has_torch:  # the one-step check against torch passed and the ratio column is filled
+        rows = [line.split() for line in text.splitlines() if line.startswith("convcore auto")]
+        assert len(rows) == 2 and all(float(row[-1]) > 0 for row in rows)
+
+
+def test_bench_training_rejects_an_unknown_implementation():
+    proc = _run("bench_training.py", "--impls", "auto,tensorflow")
+    assert proc.returncode == 2
+    assert "--impls" in proc.stderr and "tensorflow" in proc.stderr
