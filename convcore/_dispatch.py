@@ -90,6 +90,41 @@ class Plan:
         )
         return xp.reshape(dx, tuple(x.shape)), xp.reshape(dw, tuple(weight.shape)), db
 
+    # -- pooling kernels of the backend's own (convcore._registry.OPERATOR_KERNELS) --
+    def has(self, op: str) -> bool:
+        """Whether the backend has a kernel of its own for ``op``."""
+        return op in self.kernels
+
+    def max_pool(self, xp, x, geom: ConvGeometry, return_indices: bool):
+        kernel = self.kernels["max_pool"]
+        if not self.lift:
+            return kernel(xp, x, geom, return_indices)
+        out, index = kernel(xp, _lift(xp, x), geom.lifted(), return_indices)
+        shape = (x.shape[0], x.shape[1], *geom.output_size)
+        return xp.reshape(out, shape), None if index is None else xp.reshape(index, shape)
+
+    def max_pool_backward(self, xp, grad_out, x, geom: ConvGeometry, indices=None):
+        kernel = self.kernels["max_pool_backward"]
+        if not self.lift:
+            return kernel(xp, grad_out, x, geom, indices)
+        lifted = None if indices is None else _lift(xp, indices)
+        dx = kernel(xp, _lift(xp, grad_out), _lift(xp, x), geom.lifted(), lifted)
+        return xp.reshape(dx, tuple(x.shape))
+
+    def avg_pool(self, xp, x, geom: ConvGeometry, divisor):
+        kernel = self.kernels["avg_pool"]
+        if not self.lift:
+            return kernel(xp, x, geom, divisor)
+        out = kernel(xp, _lift(xp, x), geom.lifted(), divisor)
+        return xp.reshape(out, (x.shape[0], x.shape[1], *geom.output_size))
+
+    def avg_pool_backward(self, xp, grad_out, geom: ConvGeometry, divisor):
+        kernel = self.kernels["avg_pool_backward"]
+        if not self.lift:
+            return kernel(xp, grad_out, geom, divisor)
+        dx = kernel(xp, _lift(xp, grad_out), geom.lifted(), divisor)
+        return xp.reshape(dx, (grad_out.shape[0], grad_out.shape[1], *geom.input_size))
+
 
 def _describe(op: str, criteria: dict) -> str:
     nd = criteria["nd"]

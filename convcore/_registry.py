@@ -27,6 +27,7 @@ __all__ = [
     "ALL_OPS",
     "DERIVED_OPS",
     "INTEGER_DTYPES",
+    "OPERATOR_KERNELS",
     "BackendInfo",
     "BackendSpec",
     "Support",
@@ -53,6 +54,13 @@ DERIVED_OPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "conv_transpose_backward": ("conv", "im2col"),
     }
 )
+
+#: Operators of :data:`DERIVED_OPS` that a backend may also implement as kernels
+#: of its own (declared in ``BackendSpec.ops`` and returned by ``load``, with the
+#: interface in docs/plugins.md).  The core then calls the backend's kernel
+#: instead of building the operator from im2col and col2im, and the backend runs
+#: the operator whether or not it implements the ops it is otherwise built from.
+OPERATOR_KERNELS = frozenset({"max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward"})
 
 _FLOATING = frozenset({"float16", "bfloat16", "float32", "float64"})
 
@@ -128,8 +136,9 @@ class BackendSpec:
         Name users select it by (``backend="name"``).
     load : callable
         ``load() -> Mapping[str, Callable]`` returns the kernels, keyed by op name
-        (``"im2col"``, ``"col2im"``, ``"conv"``, ``"conv_backward"``).  Called
-        once, on first use: heavy imports belong here.
+        (``"im2col"``, ``"col2im"``, ``"conv"``, ``"conv_backward"``, and any of
+        the pooling kernels of :data:`OPERATOR_KERNELS`).  Called once, on first
+        use: heavy imports belong here.
     ops : collection of str
         The ops ``load`` provides.
     dtypes : collection of str
@@ -189,11 +198,10 @@ class BackendSpec:
                 raise TypeError(f"BackendSpec.{attr} must be callable, got {value!r}")
         for attr in ("ops", "dtypes", "namespaces", "devices"):
             object.__setattr__(self, attr, _frozen(getattr(self, attr), attr))
-        unknown = self.ops - ALL_OPS
+        unknown = self.ops - ALL_OPS - OPERATOR_KERNELS
         if unknown:
-            raise ValueError(
-                f"BackendSpec.ops has unknown ops {sorted(unknown)}; known: {sorted(ALL_OPS)}"
-            )
+            known = sorted(ALL_OPS | OPERATOR_KERNELS)
+            raise ValueError(f"BackendSpec.ops has unknown ops {sorted(unknown)}; known: {known}")
         if self.spatial_dims is not None:
             dims = self.spatial_dims
             if isinstance(dims, (str, int)) or not all(
@@ -229,9 +237,10 @@ class BackendSpec:
 
         For an operator of :data:`DERIVED_OPS`, the floating dtypes every op it runs
         accepts (pooling and the transposed convolution compute in floating point,
-        also where im2col and col2im move integers).
+        also where im2col and col2im move integers), unless the backend implements
+        the operator itself (:data:`OPERATOR_KERNELS`): then its own dtypes.
         """
-        needed = DERIVED_OPS.get(op)
+        needed = None if op in self.ops else DERIVED_OPS.get(op)
         if needed is not None:
             common = frozenset.intersection(*(self.dtypes_for(o) for o in needed))
             return common & _FLOATING
@@ -259,7 +268,8 @@ class BackendSpec:
         op : str or None
             An op of :data:`ALL_OPS` or an operator of :data:`DERIVED_OPS`
             (``"max_pool"``, ``"conv_transpose_backward"``, ...), which needs the
-            ops it runs on the backend; None for the backend as a whole (its
+            ops it runs on the backend, or only itself where the backend declares
+            it (:data:`OPERATOR_KERNELS`); None for the backend as a whole (its
             ``dtypes``).
         namespace : str, optional
             Array namespace name (``"numpy"``, ``"torch"``, ...).
@@ -277,7 +287,12 @@ class BackendSpec:
         Support
             Falsy, with the ``reason``, when something is not declared.
         """
-        needed = () if op is None else DERIVED_OPS.get(op, (op,))
+        if op is None:
+            needed = ()
+        elif op in self.ops:  # an op, or an operator the backend has a kernel for
+            needed = (op,)
+        else:
+            needed = DERIVED_OPS.get(op, (op,))
         missing = [o for o in needed if o not in self.ops]
         if missing:
             which = f"{op!r}" if needed == (op,) else f"{missing[0]!r}, which {op} needs"

@@ -3,8 +3,8 @@
 Every layer keeps its options as attributes, runs the matching function of
 convcore in :meth:`forward` (also ``layer(x)``) and caches what its
 :meth:`backward` needs from the last forward call: a copy of the input
-(convolutions, transposed convolutions, max pooling; ``copy_input=False`` keeps a
-reference instead) or its shape (average pooling).
+(convolutions and transposed convolutions; ``copy_input=False`` keeps a reference
+instead), the winners' indices (max pooling) or the input's shape (average pooling).
 
 The layers can be trained: a convolution or transposed convolution owns its
 ``weight`` and ``bias`` (given, or drawn by ``create`` from the shapes), keeps the
@@ -732,7 +732,6 @@ class _MaxPool(_Pool):
         padding_mode: str = "zeros",
         layout: str = _CHANNELS_FIRST,
         backend: str | None = None,
-        copy_input: bool = True,
     ):
         self.kernel_size = kernel_size
         self.stride = stride
@@ -743,25 +742,30 @@ class _MaxPool(_Pool):
         self.layout = layout
         self.backend = backend
         self._validate()
-        self.copy_input = flag("copy_input", copy_input)
         self.input: Array | None = None
+        self.indices: Array | None = None
 
     def forward(self, x: Array, /) -> Array:
-        """Pool ``x`` and remember it for :meth:`backward`.
+        """Pool ``x`` and remember where every window's maximum came from.
 
-        The layer keeps a copy of ``x`` (``input``: the memory of one more
-        ``x``), so changing ``x`` afterwards does not change :meth:`backward`'s
-        result; ``copy_input=False`` keeps ``x`` itself (no extra memory; ``x``
-        must then stay unchanged until :meth:`backward`).
+        The layer keeps the winners' indices (``indices``, as
+        ``return_indices=True`` gives them: the output's shape, int64) and a
+        reference to ``x`` (``input``) for its shape, dtype and device only:
+        :meth:`backward` never reads ``x``'s values, so changing ``x``
+        afterwards does not change its result, and nothing is copied.
         """
-        out = type(self)._forward(x, self.kernel_size, **self._options())
-        self.input = self._keep(x)
+        out, self.indices = type(self)._forward(
+            x, self.kernel_size, return_indices=True, **self._options()
+        )
+        self.input = x
         return out
 
     def backward(self, grad_out: Array, /) -> Array:
-        """``dx`` for the input of the last :meth:`forward` call."""
+        """``dx`` for the input of the last :meth:`forward` call (from its indices)."""
         x = self._cached(self.input, "input")
-        return type(self)._backward(grad_out, x, self.kernel_size, **self._options())
+        return type(self)._backward(
+            grad_out, x, self.kernel_size, indices=self.indices, **self._options()
+        )
 
 
 class MaxPool1D(_MaxPool):
@@ -771,9 +775,6 @@ class MaxPool1D(_MaxPool):
     ----------
     kernel_size, stride, padding, dilation, ceil_mode, padding_mode, layout, backend
         As for :func:`convcore.max_pool1d` (validated here, once).
-    copy_input : bool, optional
-        True (default): :meth:`forward` caches a copy of its input; False: the
-        input itself (it must then stay unchanged until :meth:`backward`).
     """
 
     _nd = 1
@@ -782,15 +783,12 @@ class MaxPool1D(_MaxPool):
 
 
 class MaxPool2D(_MaxPool):
-    """A 2-D max-pooling layer that caches its input for the backward pass.
+    """A 2-D max-pooling layer that caches its winners' indices for the backward pass.
 
     Parameters
     ----------
     kernel_size, stride, padding, dilation, ceil_mode, padding_mode, layout, backend
         As for :func:`convcore.max_pool2d` (validated here, once).
-    copy_input : bool, optional
-        True (default): :meth:`forward` caches a copy of its input; False: the
-        input itself (it must then stay unchanged until :meth:`backward`).
 
     Examples
     --------
@@ -820,9 +818,6 @@ class MaxPool3D(_MaxPool):
     ----------
     kernel_size, stride, padding, dilation, ceil_mode, padding_mode, layout, backend
         As for :func:`convcore.max_pool3d` (validated here, once).
-    copy_input : bool, optional
-        True (default): :meth:`forward` caches a copy of its input; False: the
-        input itself (it must then stay unchanged until :meth:`backward`).
     """
 
     _nd = 3

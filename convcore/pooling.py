@@ -35,8 +35,10 @@ from typing import Any
 
 import array_api_compat
 
+from ._api import _MEMO_SIZE, _plain
 from ._dispatch import Plan, select
 from ._padmodes import check_padding_mode, fold, original_index, pad, padded_geometry
+from ._registry import namespace_name
 from ._validation import Layout, device_of, flag, image_input, zeros
 from .geometry import ConvGeometry, normalize_tuple, pool_geometry, pool_output_size
 
@@ -227,13 +229,7 @@ def _max_choice(xp, cols, valid, peak, nan_at, has_nan):
         # Every window has a finite maximum among its real taps and no NaN: the
         # choice is the first real tap equal to it, found tap by tap (K passes over
         # (N, C, L) instead of the general rule's passes over (N, C, K, L)).
-        hit = valid & (cols == peak[:, :, None, :])
-        parts, seen = [], None
-        for t in range(k):
-            h = hit[:, :, t, :]
-            parts.append(h if seen is None else h & ~seen)
-            seen = h if seen is None else seen | h
-        return xp.stack(parts, axis=2)
+        return _first_hits(xp, valid & (cols == peak[:, :, None, :]))
     nan_w = has_nan[:, :, None, :]
     hit = xp.where(nan_w, nan_at, valid & (cols == peak[:, :, None, :]))
     tap = xp.arange(k, dtype=xp.int32, device=dev)[:, None]
@@ -242,15 +238,33 @@ def _max_choice(xp, cols, valid, peak, nan_at, has_nan):
     return hit & (score == xp.max(score, axis=2, keepdims=True))
 
 
+_geometries: dict = {}
+
+
+def _geometry(size, kernel_size, stride, padding, dilation, ceil_mode) -> ConvGeometry:
+    """:func:`pool_geometry`, memoized for plain options (ints, strings, tuples of ints,
+    ``None``, bools; a :class:`ConvGeometry` is frozen): resolving them cost about as
+    much as a small pooling's kernel."""
+    options = (kernel_size, stride, padding, dilation)
+    plain = all(o is None or _plain(o) for o in options) and type(ceil_mode) in (bool, str)
+    key = (size, *options, ceil_mode) if plain else None
+    geom = None if key is None else _geometries.get(key)
+    if geom is None:
+        geom = pool_geometry(
+            size,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            ceil_mode=ceil_mode,
+        )
+        if key is not None and len(_geometries) < _MEMO_SIZE:
+            _geometries[key] = geom
+    return geom
+
+
 def _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode) -> ConvGeometry:
-    return pool_geometry(
-        tuple(xf.shape[2:]),
-        kernel_size,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        ceil_mode=ceil_mode,
-    )
+    return _geometry(tuple(xf.shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def _max_pool(
@@ -277,6 +291,14 @@ def _max_pool(
     full = geom
     if mode != "zeros":
         xc, geom = pad(xp, xc, geom, mode)
+    if plan.has("max_pool"):  # the backend's own kernel
+        out, index = plan.max_pool(xp, xc, geom, return_indices)
+        out = lay.from_first(xp, plan.uncast(xp, x.dtype, out))
+        if not return_indices:
+            return out
+        if mode != "zeros":
+            index = original_index(xp, index, full, mode)
+        return out, lay.from_first(xp, index)
     cols = _columns(xp, plan, xc, geom)
     dev = device_of(x)
     valid, flat = _tap_tables(xp, geom, dev)
@@ -293,6 +315,50 @@ def _max_pool(
     return out, lay.from_first(xp, xp.reshape(index, (n, c, *geom.output_size)))
 
 
+def _check_indices(xp, indices, shape, plane: int, lay: Layout):
+    """``indices`` (in ``layout``'s order) as a channels-first array of the namespace's
+    index dtype, checked: an integer array of ``shape`` with values in ``[-1, plane)``."""
+    if not array_api_compat.is_array_api_obj(indices):
+        raise TypeError(
+            "indices must be the array max_pool returned with return_indices=True, "
+            f"got {type(indices).__name__}"
+        )
+    try:
+        same = array_api_compat.array_namespace(indices) is xp
+    except TypeError:
+        same = False
+    if not same:
+        raise TypeError(
+            f"indices must be an array of the library of x ({namespace_name(xp)}), "
+            f"got {type(indices).__module__}.{type(indices).__name__}"
+        )
+    if not xp.isdtype(indices.dtype, "integral"):
+        raise TypeError(f"indices must have an integer dtype, got {indices.dtype}")
+    if tuple(indices.shape) != tuple(shape):
+        raise ValueError(
+            f"indices must have the shape of the pooling output {tuple(shape)} ({lay.labels}), "
+            f"got {tuple(indices.shape)}"
+        )
+    if _eager(xp) and math.prod(shape):
+        low, high = int(xp.min(indices)), int(xp.max(indices))
+        if low < -1 or high >= plane:
+            raise ValueError(
+                f"indices must lie in [-1, {plane}) (flat indices into an input plane of "
+                f"{plane} cells, -1 for none), got values from {low} to {high}"
+            )
+    return xp.astype(lay.to_first(xp, indices), _index_dtype(xp))
+
+
+def _first_hits(xp, hit):
+    """``hit`` ``(N, C, K, L)`` with only the first True of every window kept."""
+    parts, seen = [], None
+    for t in range(hit.shape[2]):
+        h = hit[:, :, t, :]
+        parts.append(h if seen is None else h & ~seen)
+        seen = h if seen is None else seen | h
+    return xp.stack(parts, axis=2)
+
+
 def _max_pool_backward(
     func,
     grad_out,
@@ -306,24 +372,43 @@ def _max_pool_backward(
     backend,
     nd,
     padding_mode,
+    indices=None,
 ):
     xp, lay, xf, grad_out = image_input(func, "x", x, layout, nd, grad_out=grad_out)
     mode = check_padding_mode(padding_mode)
     geom = _max_geometry(xf, kernel_size, stride, padding, dilation, ceil_mode)
     n, c = xf.shape[0], xf.shape[1]
     _check_grad_out(grad_out, lay.shape_from_first((n, c, *geom.output_size)), lay)
+    if indices is not None:
+        out_shape = lay.shape_from_first((n, c, *geom.output_size))
+        indices = _check_indices(xp, indices, out_shape, math.prod(geom.input_size), lay)
     plan = select("max_pool_backward", xp, xf, backend, geom.nd)
     xc, gc = plan.cast(xp, xf, lay.to_first(xp, grad_out))
     full = geom
-    if mode != "zeros":
-        xc, geom = pad(xp, xc, geom, mode)
-    cols = _columns(xp, plan, xc, geom)
-    valid, _ = _tap_tables(xp, geom, device_of(x))
-    _, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
-    choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
-    g = xp.reshape(gc, (n, c, 1, geom.output_numel))
-    dcols = xp.where(choice, g, zeros(xp, (), gc))
-    dx = _fold(xp, plan, dcols, geom)
+    if plan.has("max_pool_backward"):  # the backend's own kernel
+        if indices is not None:  # flat indices into the planes of x itself: no padding
+            dx = plan.max_pool_backward(xp, gc, xc, geom, indices)
+            return lay.from_first(xp, plan.uncast(xp, x.dtype, dx))
+        if mode != "zeros":
+            xc, geom = pad(xp, xc, geom, mode)
+        dx = plan.max_pool_backward(xp, gc, xc, geom, None)
+    else:
+        if mode != "zeros":
+            xc, geom = pad(xp, xc, geom, mode)
+        valid, flat = _tap_tables(xp, geom, device_of(x))
+        if indices is not None:
+            if mode != "zeros":  # the padded image's cells as cells of x
+                flat = original_index(xp, flat, full, mode)
+            idx = xp.reshape(indices, (n, c, 1, geom.output_numel))
+            # A padded border repeats cells of x: keep the first tap that reads the winner.
+            choice = _first_hits(xp, valid & (flat == idx))
+        else:
+            cols = _columns(xp, plan, xc, geom)
+            _, peak, nan_at, has_nan = _max_reduce(xp, cols, valid)
+            choice = _max_choice(xp, cols, valid, peak, nan_at, has_nan)
+        g = xp.reshape(gc, (n, c, 1, geom.output_numel))
+        dcols = xp.where(choice, g, zeros(xp, (), gc))
+        dx = _fold(xp, plan, dcols, geom)
     if mode != "zeros":
         dx = fold(xp, dx, full, mode)
     return lay.from_first(xp, plan.uncast(xp, x.dtype, dx))
@@ -419,13 +504,16 @@ def max_pool_backward(
     padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
+    indices: Array | None = None,
 ) -> Array:
     """Gradient of :func:`max_pool` with respect to its input.
 
     Every window's gradient goes to the one input cell its maximum came from
-    (the index :func:`max_pool` returns with ``return_indices=True``): the
-    gradients are put into the column matrix as a one-hot per window and summed
-    onto the image by the backend's col2im, deterministically.
+    (the index :func:`max_pool` returns with ``return_indices=True``), and the
+    gradients of overlapping windows add up, deterministically.  Backends with
+    pooling kernels of their own (``numba``) add them in place; on the others
+    the gradients are put into the column matrix as a one-hot per window and
+    summed onto the image by the backend's col2im.
 
     Parameters
     ----------
@@ -433,9 +521,16 @@ def max_pool_backward(
         Gradient of the loss with respect to the pooling output; dtype and
         device of ``x``, in ``layout``'s order.
     x : array, shape (N, C, *spatial)
-        The forward input (the chosen taps are recomputed from it).
+        The forward input.  Without ``indices`` the winners are recomputed from
+        it; with ``indices`` only its shape, dtype and device are used.
     kernel_size, stride, padding, dilation, ceil_mode, padding_mode, layout, backend
         The forward options.
+    indices : array, optional
+        The winners' indices that ``max_pool(x, ..., return_indices=True)``
+        returned with the same options (integer, the output's shape, flat
+        indices into each input plane, -1 for none).  Skips recomputing the
+        maxima: what the pooling layers do.  Indices outside ``[-1, H*W)`` are a
+        ``ValueError`` (checked on NumPy, CuPy and PyTorch arrays).
 
     Returns
     -------
@@ -443,7 +538,7 @@ def max_pool_backward(
     """
     return _max_pool_backward(
         "max_pool_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
-        layout, backend, None, padding_mode,
+        layout, backend, None, padding_mode, indices,
     )  # fmt: skip
 
 
@@ -561,11 +656,12 @@ def max_pool1d_backward(
     padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
+    indices: Array | None = None,
 ) -> Array:
     """Gradient of :func:`max_pool1d` with respect to its input; see :func:`max_pool_backward`."""
     return _max_pool_backward(
         "max_pool1d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
-        layout, backend, 1, padding_mode,
+        layout, backend, 1, padding_mode, indices,
     )  # fmt: skip
 
 
@@ -582,6 +678,7 @@ def max_pool2d_backward(
     padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
+    indices: Array | None = None,
 ) -> Array:
     """Gradient of :func:`max_pool2d` with respect to its input; see :func:`max_pool_backward`.
 
@@ -596,7 +693,7 @@ def max_pool2d_backward(
     """
     return _max_pool_backward(
         "max_pool2d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
-        layout, backend, 2, padding_mode,
+        layout, backend, 2, padding_mode, indices,
     )  # fmt: skip
 
 
@@ -613,11 +710,12 @@ def max_pool3d_backward(
     padding_mode: str = "zeros",
     layout: str = _CHANNELS_FIRST,
     backend: str | None = None,
+    indices: Array | None = None,
 ) -> Array:
     """Gradient of :func:`max_pool3d` with respect to its input; see :func:`max_pool_backward`."""
     return _max_pool_backward(
         "max_pool3d_backward", grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
-        layout, backend, 3, padding_mode,
+        layout, backend, 3, padding_mode, indices,
     )  # fmt: skip
 
 
@@ -625,7 +723,7 @@ def max_pool3d_backward(
 # average pooling
 # ---------------------------------------------------------------------------
 def _avg_geometry(size, kernel_size, stride, padding, ceil_mode) -> ConvGeometry:
-    return pool_geometry(size, kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    return _geometry(tuple(size), kernel_size, stride, padding, 1, ceil_mode)
 
 
 def _avg_pool(
@@ -642,10 +740,13 @@ def _avg_pool(
     (xc,) = plan.cast(xp, xf)
     if mode != "zeros":
         xc, geom = pad(xp, xc, geom, mode)  # the border holds pixels: all of it is counted
-    cols = _columns(xp, plan, xc, geom)
     acc = _accumulator(xp, xc.dtype)
-    total = xp.sum(cols, axis=2, dtype=acc)
-    out = total / _divisors(xp, geom, include, override, acc, device_of(x))
+    divisor = _divisors(xp, geom, include, override, acc, device_of(x))
+    if plan.has("avg_pool"):  # the backend's own kernel
+        out = plan.avg_pool(xp, xc, geom, divisor)
+    else:
+        total = xp.sum(_columns(xp, plan, xc, geom), axis=2, dtype=acc)
+        out = total / divisor
     out = xp.reshape(xp.astype(out, x.dtype), (n, c, *geom.output_size))
     return lay.from_first(xp, out)
 
@@ -692,11 +793,14 @@ def _avg_pool_backward(
     if mode != "zeros":
         geom = padded_geometry(geom)
     acc = _accumulator(xp, gc.dtype)
-    dev = device_of(grad_out)
-    g = xp.reshape(xp.astype(gc, acc), (n, c, 1, geom.output_numel))
-    g = xp.astype(g / _divisors(xp, geom, include, override, acc, dev), gc.dtype)
-    dcols = xp.broadcast_to(g, (n, c, geom.kernel_numel, geom.output_numel))
-    dx = _fold(xp, plan, dcols, geom)
+    divisor = _divisors(xp, geom, include, override, acc, device_of(grad_out))
+    if plan.has("avg_pool_backward"):  # the backend's own kernel
+        dx = plan.avg_pool_backward(xp, gc, geom, divisor)
+    else:
+        g = xp.reshape(xp.astype(gc, acc), (n, c, 1, geom.output_numel))
+        g = xp.astype(g / divisor, gc.dtype)
+        dcols = xp.broadcast_to(g, (n, c, geom.kernel_numel, geom.output_numel))
+        dx = _fold(xp, plan, dcols, geom)
     if mode != "zeros":
         dx = fold(xp, dx, full, mode)
     return lay.from_first(xp, plan.uncast(xp, grad_out.dtype, dx))

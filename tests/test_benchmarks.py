@@ -139,3 +139,14 @@ def test_bench_training_rejects_an_unknown_implementation():
     proc = _run("bench_training.py", "--impls", "auto,tensorflow")
     assert proc.returncode == 2
     assert "--impls" in proc.stderr and "tensorflow" in proc.stderr
+
+
+def test_bench_pool_runs():
+    args = ["--repeat", "1", "--calls", "1", "--pause", "0"]
+    if importlib.util.find_spec("torch") is None:
+        args.append("--no-torch")
+    proc = _run("bench_pool.py", *args)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("digits pool 1", "cifar pool 2", "overlapping 3x3/2"):
+        assert name in proc.stdout
+    assert "numba fwd+bwd (the layer)" in proc.stdout and "numpy bwd, recomputed" in proc.stdout

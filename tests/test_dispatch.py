@@ -182,3 +182,46 @@ def test_pooling_and_transposed_convolution_declare_floating_dtypes_only():
 def test_layers_check_their_layout_when_made(make):
     with pytest.raises(ValueError, match=r"layout='N[A-Z]+' does not describe an array with"):
         make()
+
+
+def test_a_backend_may_implement_a_pooling_operator_itself(monkeypatch):
+    """A pooling kernel of the backend's own replaces im2col (and needs no im2col):
+    the core calls it with the channels-first input and the window geometry, and
+    still validates, resolves the geometry and converts the layout."""
+    monkeypatch.setattr(registry_module, "_registry", None)
+    monkeypatch.delenv("CONVCORE_BACKEND", raising=False)
+    seen = []
+
+    def max_pool(xp, x, geom, return_indices):
+        seen.append((x.shape, geom.kernel_size, geom.stride, return_indices))
+        out, index = convcore.max_pool2d(x, geom.kernel_size, geom.stride, backend="numpy",
+                                         return_indices=True)  # fmt: skip
+        return out, index if return_indices else None
+
+    spec = convcore.BackendSpec(
+        name="pool_only",
+        load=lambda: {"max_pool": max_pool},
+        ops={"max_pool"},
+        namespaces={"numpy"},
+    )
+    assert spec.supports("max_pool")
+    refused = spec.supports("max_pool_backward")
+    assert not refused and "'im2col', which max_pool_backward needs" in refused.reason
+    assert spec.dtypes_for("max_pool") == {"float32", "float64"}
+    convcore.register_backend(spec)
+    x = rng.standard_normal((2, 6, 6, 3))  # channels last
+    out, index = convcore.max_pool2d(
+        x, 2, return_indices=True, layout="channels_last", backend="pool_only"
+    )
+    want, want_index = convcore.max_pool2d(
+        np.moveaxis(x, -1, 1), 2, return_indices=True, backend="numpy"
+    )
+    np.testing.assert_array_equal(np.moveaxis(out, -1, 1), want)
+    np.testing.assert_array_equal(np.moveaxis(index, -1, 1), want_index)
+    assert seen == [((2, 3, 6, 6), (2, 2), (2, 2), True)]
+    with pytest.raises(convcore.BackendCapabilityError, match="max_pool_backward"):
+        convcore.max_pool2d_backward(np.ones((2, 3, 3, 3)), np.ones((2, 3, 6, 6)), 2,
+                                     backend="pool_only")  # fmt: skip
+    with pytest.raises(ValueError, match="unknown ops"):
+        convcore.BackendSpec(name="bad", load=dict, ops={"max_unpool"})
+    monkeypatch.setattr(registry_module, "_registry", None)

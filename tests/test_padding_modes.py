@@ -118,7 +118,12 @@ def test_pooling_reads_the_border_pixels(mode, ceil_mode):
     g = rng.standard_normal(out.shape)
     dx = convcore.max_pool2d_backward(g, x, 3, **opts)
     dxp = naive.max_pool_backward(g, padded, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), ceil_mode)
-    np.testing.assert_allclose(dx, _np_fold(dxp, x.shape[2:], pads, mode), rtol=1e-12, atol=1e-12)
+    want_dx = _np_fold(dxp, x.shape[2:], pads, mode)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12)
+    # from the forward's indices (the border repeats pixels: each window's once)
+    for backend in ("numba", "numpy", "array_api"):
+        dx = convcore.max_pool2d_backward(g, x, 3, indices=index, backend=backend, **opts)
+        np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12, err_msg=backend)
     for include in (True, False):  # the border holds pixels: counted either way
         avg = convcore.avg_pool2d(x, 3, count_include_pad=include, **opts)
         want = naive.avg_pool(padded, (3, 3), (2, 2), (0, 0, 0, 0), ceil_mode, True, None)

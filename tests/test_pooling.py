@@ -388,7 +388,8 @@ def run_max(case, layout, ns, backend_name, x, g):
     out, idx = fwd(xa, case.kernel, return_indices=True, **kw)
     out_nd = max_pool(xa, case.kernel, **kw)
     dx = bwd(ga, xa, case.kernel, **kw)
-    return dict(xa=xa, ga=ga, out=out, idx=idx, out_nd=out_nd, dx=dx)
+    dx_idx = bwd(ga, xa, case.kernel, indices=idx, **kw)  # the winners from the forward
+    return dict(xa=xa, ga=ga, out=out, idx=idx, out_nd=out_nd, dx=dx, dx_idx=dx_idx)
 
 
 def check_max(case, layout, ns, res, expected, assert_close):
@@ -398,10 +399,11 @@ def check_max(case, layout, ns, res, expected, assert_close):
     for name in ("out", "out_nd"):
         check_output(ns, res[name], res["xa"], out_shape)
     check_output(ns, res["dx"], res["xa"], res["xa"].shape)
+    check_output(ns, res["dx_idx"], res["xa"], res["xa"].shape)
     assert ns.is_native(res["idx"]) and tuple(res["idx"].shape) == out_shape
-    out, out_nd, idx, dx = (
+    out, out_nd, idx, dx, dx_idx = (
         from_layout(a, layout)
-        for a in compute(ns, *(res[k] for k in ("out", "out_nd", "idx", "dx")))
+        for a in compute(ns, *(res[k] for k in ("out", "out_nd", "idx", "dx", "dx_idx")))
     )
     where = f"{case.id} in {layout}"
     np.testing.assert_array_equal(out, ref_out, err_msg=where)  # exact, NaN included
@@ -409,6 +411,7 @@ def check_max(case, layout, ns, res, expected, assert_close):
     assert idx.dtype == index_dtype(ns)
     np.testing.assert_array_equal(idx, ref_idx, err_msg=where)
     assert_close(dx, ref_dx, err_msg=where)
+    assert_close(dx_idx, ref_dx, err_msg=f"{where}, from indices")
     assert_unchanged(ns, (res["xa"], res["ga"]), (to_layout(x, layout), to_layout(g, layout)))
 
 
@@ -1292,3 +1295,46 @@ ERRORS = [
 def test_errors(func, args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         func(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("indices", "exc", "needle"),
+    [
+        ([[[[0]]]], TypeError, "indices must be the array max_pool returned"),
+        (np.zeros((1, 1, 2, 2), np.float64), TypeError, "integer dtype, got float64"),
+        (
+            np.zeros((1, 1, 3, 3), np.int64),
+            ValueError,
+            r"shape of the pooling output \(1, 1, 2, 2\)",
+        ),
+        (np.full((1, 1, 2, 2), 16, np.int64), ValueError, r"\[-1, 16\).*from 16 to 16"),
+        (np.full((1, 1, 2, 2), -2, np.int64), ValueError, "from -2 to -2"),
+    ],
+    ids=["list", "float", "shape", "too-large", "too-small"],
+)
+@pytest.mark.parametrize("backend_name", ["numba", "numpy"])
+def test_max_pool_backward_checks_its_indices(indices, exc, needle, backend_name):
+    pytest.importorskip("numba") if backend_name == "numba" else None
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    with pytest.raises(exc, match=needle):
+        max_pool2d_backward(np.ones((1, 1, 2, 2)), x, 2, indices=indices, backend=backend_name)
+
+
+def test_max_pool_backward_indices_from_another_library_are_refused():
+    torch = pytest.importorskip("torch")
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    _, index = max_pool2d(x, 2, return_indices=True)
+    with pytest.raises(TypeError, match="indices must be an array of the library of x"):
+        max_pool2d_backward(np.ones((1, 1, 2, 2)), x, 2, indices=torch.from_numpy(index))
+
+
+def test_max_pool_backward_from_indices_ignores_the_values_of_x():
+    """With indices, x gives only shape, dtype and device: what the layers rely on."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 6))
+    out, index = max_pool2d(x, 3, 2, 1, return_indices=True)
+    g = rng.standard_normal(out.shape)
+    for name in ("numpy", "array_api", convcore.resolve_backend("max_pool_backward", x)):
+        want = max_pool2d_backward(g, x, 3, 2, 1, backend=name)  # the same sums, in order
+        got = max_pool2d_backward(g, np.zeros_like(x), 3, 2, 1, indices=index, backend=name)
+        np.testing.assert_array_equal(got, want, err_msg=name)

@@ -26,14 +26,22 @@ _MIN_NUMBA = (0, 59)
 INTEGERS = INTEGER_DTYPES
 
 
+#: The pooling operators the backend has kernels of its own for (``_pool.py``).
+POOLING = ("max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward")
+
+
 def _load():
-    from . import _ops
+    from . import _ops, _pool
 
     return {
         "im2col": _ops.im2col,
         "col2im": _ops.col2im,
         "conv": _ops.conv,
         "conv_backward": _ops.conv_backward,
+        "max_pool": _pool.max_pool,
+        "max_pool_backward": _pool.max_pool_backward,
+        "avg_pool": _pool.avg_pool,
+        "avg_pool_backward": _pool.avg_pool_backward,
     }
 
 
@@ -105,7 +113,7 @@ def convcore_register_backends(register):
         BackendSpec(
             name="numba",
             load=_load,
-            ops={"im2col", "col2im", "conv", "conv_backward"},
+            ops={"im2col", "col2im", "conv", "conv_backward", *POOLING},
             dtypes={"float32", "float64"},
             namespaces={"numpy"},
             devices={"cpu"},

@@ -46,6 +46,19 @@ def _exercise(dtype) -> None:
         y3 = _ops.conv(None, x3, w3, None, geom3, groups)
         _ops.conv_backward(None, y3, x3, w3, geom3, groups)
     _ops.col2im(None, _ops.im2col(None, x3, geom3), geom3)
+    _exercise_pooling(x, geom)
+    _exercise_pooling(x3, geom3)
+
+
+def _exercise_pooling(x, geom) -> None:
+    """The pooling kernels (one compiled kernel per dtype serves every rank)."""
+    from . import _pool
+
+    out, index = _pool.max_pool(None, x, geom, True)
+    _pool.max_pool_backward(None, out, x, geom)
+    _pool.max_pool_backward(None, out, x, geom, index)
+    y = _pool.avg_pool(None, x, geom, 4.0)
+    _pool.avg_pool_backward(None, y, geom, 4.0)
 
 
 def _exercise_data_movement(dtype) -> None:
@@ -62,9 +75,9 @@ def _exercise_data_movement(dtype) -> None:
 
 
 def _kernels():
-    from . import _kernels
+    from . import _kernels, _pool
 
-    return [getattr(_kernels, name) for name in _kernels.__all__]
+    return [getattr(_kernels, name) for name in _kernels.__all__] + list(_pool.KERNELS)
 
 
 def warmup(dtypes=_FLOATS) -> dict[str, float]:
