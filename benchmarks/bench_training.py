@@ -20,6 +20,14 @@ the torch model is ``torch.nn`` with the same initial weights and
 ``torch.optim.SGD``.  Before timing, one step of each from the same weights is
 checked against the other (loss and updated weights).
 
+Threads: torch runs ``--threads`` intra-op threads, the numba backend
+``--threads`` worker threads, and NumPy's OpenBLAS (the example's fully
+connected layer) ``--blas-threads`` (default 1).  With 2 BLAS threads on 2
+cores, OpenBLAS's workers keep spinning for a while after every NumPy GEMM and
+take the cores from the next convolution's workers: the cifar net's second
+convolution's backward took 15.8 ms in the training loop against 10.7 ms with
+one BLAS thread (docs/training.md).
+
 The implementations (``--impls``: convcore on ``auto`` and on named backends,
 and torch) run interleaved, one epoch each in turn, with a pause between them so
 that the previous library's threads have gone to sleep (PERF_NOTES), after
@@ -31,8 +39,8 @@ backward, summed over the epoch.
 Usage::
 
     python benchmarks/bench_training.py [--nets digits,cifar] [--impls auto,numpy,torch]
-        [--repeat 7] [--warm 1] [--threads 2] [--images 1024] [--pause 0.2]
-        [--limit N]
+        [--repeat 7] [--warm 1] [--threads 2] [--blas-threads 1] [--images 1024]
+        [--pause 0.2] [--limit N]
 """
 
 from __future__ import annotations
@@ -287,6 +295,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=_positive, default=7)
     parser.add_argument("--warm", type=int, default=1)
     parser.add_argument("--threads", type=_positive, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--blas-threads", type=_positive, default=1, help="NumPy's BLAS threads (not torch's)"
+    )
     parser.add_argument("--images", type=_positive, default=1024, help="cifar net's images")
     parser.add_argument("--limit", type=_positive, default=None, help="use only N images")
     parser.add_argument("--pause", type=float, default=0.2)
@@ -300,7 +311,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(args.threads, user_api="blas")
+    threadpool_limits(args.blas_threads, user_api="blas")  # NumPy's OpenBLAS, not torch's
     try:
         import numba
 
@@ -311,6 +322,7 @@ def main(argv=None) -> int:
     probe = np.zeros((1, 1, 3, 3), dtype=DTYPE)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     torch_info = "" if torch is None else f"torch {torch.__version__} ({args.threads} threads), "
+    numba_info += f", NumPy's BLAS {args.blas_threads} thread(s)"
     print(f"date: {datetime.datetime.now().isoformat(timespec='minutes')}")
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load average before: {load}")
     print(f"versions: convcore {convcore.__version__}, {torch_info}{numba_info}")

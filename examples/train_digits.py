@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import convcore
 
@@ -227,11 +228,20 @@ def train(
     Returns ``(model, history)``.  The batches are drawn from ``seed`` too, so a
     run is reproducible (on one backend; backends may round differently).
     """
-    x_tr, y_tr, x_te, y_te = data
     model = build_model(seed, backend)
     opt = SGD(lr, momentum)
     rng = np.random.default_rng([seed, 1])
     hist = History()
+    # The numba backend runs the convolutions and poolings on its own threads; the
+    # NumPy layers' small GEMMs need no BLAS threads, whose spinning after each call
+    # would take the cores from the next convolution (docs/training.md).
+    with threadpool_limits(1, user_api="blas"):
+        _epochs(model, opt, rng, hist, data, epochs, batch_size, log)
+    return model, hist
+
+
+def _epochs(model, opt, rng, hist, data, epochs, batch_size, log) -> None:
+    x_tr, y_tr, x_te, y_te = data
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         order = rng.permutation(len(y_tr))
@@ -253,7 +263,6 @@ def train(
                 f"train acc {hist.train_accuracy[-1]:.4f}  test acc {hist.test_accuracy[-1]:.4f}  "
                 f"time {hist.seconds[-1]:.2f} s"
             )
-    return model, hist
 
 
 def plot_history(hist: History, path: str, title: str = "") -> None:
