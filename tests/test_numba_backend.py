@@ -27,6 +27,7 @@ import threading
 import naive
 import numpy as np
 import pytest
+import threadpoolctl
 from cases import expected_conv_backward
 from helpers import col2im_in_dtype
 
@@ -883,6 +884,64 @@ def test_blas_is_single_threaded_inside_a_call(force_parallel, two_threads, monk
     after = [lib.num_threads for lib in libs]
     assert observed and all(set(o) == {1} for o in observed), observed
     assert after == before
+
+
+def _openblas_state():
+    from threadpoolctl import OpenBLASController
+
+    return OpenBLASController._SHARED_STATE
+
+
+@pytest.mark.parametrize("path", ["direct", "threadpoolctl"])
+def test_blas_limit_keeps_threadpoolctls_controlling_thread_protocol(path, monkeypatch):
+    """The direct OpenBLAS calls (and threadpoolctl's limit, their fallback) take
+    control only when no other live thread holds it, restore the count, and give
+    control back; a BLAS already on one thread is left alone."""
+    libs = _threads._blas_controller().lib_controllers
+    if _threads._fast_blas() is None:
+        pytest.skip("no pthreads OpenBLAS here: only threadpoolctl's limit is used")
+    if path == "threadpoolctl":
+        monkeypatch.setattr(_threads, "_fast", False)
+    state = _openblas_state()
+    assert state.controlling_thread is None
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = [lib.get_num_threads() for lib in libs]
+    with _threads.blas_single_threaded() as single:
+        assert single and [lib.get_num_threads() for lib in libs] == [1] * len(libs)
+        assert state.controlling_thread is threading.current_thread()
+    assert [lib.get_num_threads() for lib in libs] == before
+    assert state.controlling_thread is None
+
+    # Another live thread controls OpenBLAS: nothing is changed, and the caller is told.
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with threadpoolctl.threadpool_limits(2, user_api="blas"):
+            holding.set()
+            release.wait(30)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    try:
+        assert holding.wait(30)
+        with _threads.blas_single_threaded() as single:
+            assert not single
+            assert [lib.get_num_threads() for lib in libs] == [2] * len(libs)
+        assert state.controlling_thread is other
+    finally:
+        release.set()
+        other.join()
+    assert state.controlling_thread is None
+
+    if path == "direct":  # already one thread: no call changes it
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            owner = state.controlling_thread
+            calls = []
+            for lib in _threads._fast_blas():
+                monkeypatch.setattr(lib, "set", lambda n, _set=lib.set: calls.append(n) or _set(n))
+            with _threads.blas_single_threaded() as single:
+                assert single
+            assert calls == [] and state.controlling_thread is owner
 
 
 def test_worker_errors_propagate():

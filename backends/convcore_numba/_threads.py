@@ -51,6 +51,7 @@ _pool_lock = threading.Lock()
 #: where unknown), the CPU set this module last gave it (None: its own)].
 _pool_tids: dict[int, list] = {}
 _controller = None
+_fast = None  # list of _OpenBLAS, False (use threadpoolctl's limit) or None (not looked up)
 _controller_lock = threading.Lock()
 
 
@@ -281,6 +282,48 @@ def _blas_controller():
     return _controller
 
 
+class _OpenBLAS:
+    """Direct ``openblas_get/set_num_threads`` of one OpenBLAS (pthreads layer).
+
+    threadpoolctl's ``limit`` reads every library's full info on entry (about
+    35 us a call here, a third of a small convolution); these two ctypes calls
+    cost about a microsecond.  The controlling-thread protocol of threadpoolctl's
+    ``OpenBLASController`` (its ``_SHARED_STATE``) is kept: only one Python
+    thread at a time changes the process-wide limit.
+    """
+
+    __slots__ = ("get", "set", "state")
+
+    def __init__(self, lib):
+        self.get = lib._get_symbol("openblas_get_num_threads")
+        self.set = lib._get_symbol("openblas_set_num_threads")
+        self.state = type(lib)._SHARED_STATE
+        if self.get is None or self.set is None:
+            raise LookupError("no openblas_get/set_num_threads")
+
+
+def _fast_blas():
+    """The :class:`_OpenBLAS` of every BLAS threadpoolctl finds, or None when one of
+    them is not a pthreads OpenBLAS (then threadpoolctl's own ``limit`` is used)."""
+    global _fast
+    if _fast is None:
+        libs = _blas_controller().lib_controllers  # takes _controller_lock itself
+        with _controller_lock:
+            if _fast is None:
+                try:
+                    from threadpoolctl import OpenBLASController
+
+                    ok = all(
+                        isinstance(lib, OpenBLASController)
+                        and getattr(lib, "threading_layer", None) != "openmp"
+                        for lib in libs
+                    )
+                    _fast = [_OpenBLAS(lib) for lib in libs] if ok else False
+                except Exception:  # an older threadpoolctl: its own limit() still works
+                    _fast = False
+    return _fast or None
+
+
 @contextlib.contextmanager
 def blas_single_threaded():
     """Limit BLAS to one thread for the block; yields whether that took effect.
@@ -288,14 +331,45 @@ def blas_single_threaded():
     threadpoolctl lets only one Python thread at a time change OpenBLAS's
     (process-wide) limit.  When this thread cannot (another thread holds it),
     the block runs with BLAS as it is and yields False; callers then keep the
-    work on one thread rather than oversubscribe the cores.
+    work on one thread rather than oversubscribe the cores.  A BLAS already on
+    one thread is left alone.
     """
-    ctl = _blas_controller()
-    if not ctl.lib_controllers:
-        yield True
+    fast = _fast_blas()
+    if fast is None:
+        ctl = _blas_controller()
+        if not ctl.lib_controllers:
+            yield True
+            return
+        with ctl.limit(limits=1):
+            yield all(lib.num_threads in (1, None) for lib in ctl.lib_controllers)
         return
-    with ctl.limit(limits=1):
-        yield all(lib.num_threads in (1, None) for lib in ctl.lib_controllers)
+    me = threading.current_thread()
+    changed = []
+    single = True
+    try:
+        for lib in fast:
+            before = lib.get()
+            if before == 1:
+                continue
+            state = lib.state
+            with state.lock:
+                owner = state.controlling_thread
+                took = owner is None or not owner.is_alive()
+                if took:
+                    state.controlling_thread = me
+                elif owner is not me:
+                    single = False  # another thread controls OpenBLAS: leave it
+                    continue
+            lib.set(1)
+            changed.append((lib, before, took))
+        yield single
+    finally:
+        for lib, before, took in reversed(changed):
+            lib.set(before)
+            if took:
+                with lib.state.lock:
+                    if lib.state.controlling_thread is me:
+                        lib.state.controlling_thread = None
 
 
 if hasattr(os, "register_at_fork"):
