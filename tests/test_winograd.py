@@ -75,6 +75,7 @@ def _assert_within(y, ref, tile):
 def small_items(monkeypatch):
     """Items of one tile row and every call on the worker threads."""
     monkeypatch.setattr(_ops, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(_winograd, "MIN_ITEM_OUTPUTS", 1)
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
 
 
@@ -144,7 +145,7 @@ def test_layer_sized_error(tile):
 
 
 def test_non_contiguous_inputs():
-    x, wt, b = _arrays(2, 16, 12, 11, 16, seed=3)
+    x, wt, b = _arrays(2, 32, 12, 11, 16, seed=3)
     geom = conv_geometry((12, 11), (3, 3), padding=1)
     xf = np.asfortranarray(x)
     ws = wt[:, ::-1].copy()[:, ::-1]
@@ -182,7 +183,7 @@ def test_bitwise_identical_for_one_and_two_threads(shape, tile, small_items, two
 # ---------------------------------------------------------------------- eligibility
 
 
-def _eligible(n=2, c=16, h=12, w=12, f=16, k=3, dtype=np.float32, groups=1, **options):
+def _eligible(n=2, c=32, h=12, w=12, f=16, k=3, dtype=np.float32, groups=1, **options):
     geom = conv_geometry((h, w), (k, k), **options)
     return _winograd.eligible(geom, dtype, groups, (n, c, h, w), (f, c // groups, k, k))
 
@@ -192,6 +193,9 @@ def test_eligible_for_3x3_stride_1_float32():
     assert _eligible(padding=0)
     assert _eligible(padding=(1, 0, 0, 1))
     assert _eligible(padding="same")
+    assert _eligible(h=6, w=6, padding=1)
+    assert _eligible(c=256, f=256, h=6, w=6, padding=1)
+    assert _eligible(n=4, c=512, f=512, h=14, w=14, padding=1)
 
 
 @pytest.mark.parametrize(
@@ -206,9 +210,12 @@ def test_eligible_for_3x3_stride_1_float32():
         {"k": 1},
         {"padding": 2},
         {"padding": (0, 2, 1, 1)},
-        {"c": 8, "padding": 1},
+        {"c": 16, "f": 64, "padding": 1},
         {"f": 8, "padding": 1},
-        {"h": 6, "w": 6, "padding": 1},  # 36 output pixels: below MIN_OUTPUT
+        {"h": 5, "w": 30, "padding": 1},  # an output row of 5
+        {"h": 7, "w": 7, "padding": 0},
+        {"n": 8, "c": 512, "f": 512, "h": 7, "w": 7, "padding": 1},  # large weights
+        {"n": 1, "c": 512, "f": 512, "h": 16, "w": 16, "padding": 1},  # 64 tiles
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
@@ -228,7 +235,7 @@ def test_not_eligible_in_1d_and_3d():
 
 def test_conv2d_takes_the_winograd_path(winograd_calls, monkeypatch):
     monkeypatch.delenv("CONVCORE_NUMBA_WINOGRAD", raising=False)
-    x, wt, b = _arrays(2, 16, 12, 13, 20, seed=5)
+    x, wt, b = _arrays(2, 32, 12, 13, 20, seed=5)
     y = convcore.conv2d(x, wt, b, padding=1, backend="numba")
     assert len(winograd_calls) == 1
     _assert_within(y, _reference(x, wt, b, conv_geometry((12, 13), (3, 3), padding=1)), 2)
@@ -239,7 +246,7 @@ def test_conv2d_takes_the_winograd_path(winograd_calls, monkeypatch):
 
 @pytest.mark.parametrize("how", ["env", "module"])
 def test_winograd_can_be_switched_off(how, winograd_calls, monkeypatch):
-    x, wt, b = _arrays(2, 16, 12, 13, 20, seed=6)
+    x, wt, b = _arrays(2, 32, 12, 13, 20, seed=6)
     if how == "env":
         monkeypatch.setenv("CONVCORE_NUMBA_WINOGRAD", "0")
     else:
@@ -257,7 +264,7 @@ def test_environment_chooses_the_tile(value, tile, monkeypatch):
     assert _winograd.TILE == 2
     monkeypatch.setenv("CONVCORE_NUMBA_WINOGRAD", value)
     assert _winograd.setting() == tile
-    x, wt, b = _arrays(2, 16, 12, 13, 20, seed=7)
+    x, wt, b = _arrays(2, 32, 12, 13, 20, seed=7)
     geom = conv_geometry((12, 13), (3, 3), padding=1)
     y = convcore.conv2d(x, wt, b, padding=1, backend="numba")
     assert np.array_equal(y, _winograd.conv_winograd(x, wt, b, geom, tile=tile))
@@ -266,7 +273,7 @@ def test_environment_chooses_the_tile(value, tile, monkeypatch):
 @pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("bad", ["inf", "nan", "weight"])
 def test_non_finite_values_match_the_im2col_path(bad, tile, monkeypatch):
-    x, wt, b = _arrays(2, 16, 12, 13, 20, seed=8)
+    x, wt, b = _arrays(2, 32, 12, 13, 20, seed=8)
     if bad == "weight":
         wt[3, 2, 1, 1] = np.inf
     else:

@@ -50,13 +50,40 @@ __all__ = ["TILE", "WINOGRAD", "conv_winograd", "eligible", "enabled", "setting"
 
 #: Module switch of the Winograd path (``CONVCORE_NUMBA_WINOGRAD=0`` also turns it off).
 WINOGRAD = True
-#: Smallest channel and filter counts that take the Winograd path.
-MIN_CHANNELS = 16
-MIN_FILTERS = 16
-#: Smallest output (``Ho * Wo``) that takes the Winograd path.
-MIN_OUTPUT = 64
-#: Output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3).
+#: Output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3) (``CONVCORE_NUMBA_WINOGRAD=4``).
+#: Measured (2 threads, time against the im2col path, ``/tmp`` grid of 3x3 p1
+#: layers): F(4x4) was faster than F(2x2) only at 56x56 (0.51-0.54 against
+#: 0.57-0.60, layer B) and 8x8, slower at 14x14 to 28x28 and 1.5-6x slower than
+#: F(2x2) with 256-512 channels; with about 20x the error it is not the default.
 TILE = 2
+#: Smallest channel count that takes the Winograd path.  Measured (2 threads,
+#: N=8, time against the im2col path): 16 channels 0.87-1.59 (16 -> 128 filters
+#: at 28x28 1.59: the GEMMs' inner dimension is too short to pay for the
+#: transforms), 32 channels 0.70-0.78, 64 channels 0.56-0.74.
+MIN_CHANNELS = 32
+#: Smallest filter count: 64 channels -> 16 filters at 56x56 measured 0.56.
+MIN_FILTERS = 16
+#: Smallest output height and width.  Measured (N=32, 64-128 channels): 6x6
+#: 0.63-0.80, 7x7 0.76-0.80, 5x5 0.85-1.25.
+MIN_SIZE = 6
+#: Above this many weights per tap (``C * F``) the layer needs an output of at
+#: least :data:`LARGE_MIN_SIZE` per side and :data:`LARGE_MIN_TILES` tiles: the
+#: transformed filters (64 bytes per weight) no longer fit the caches, and every
+#: item streams them.  Measured with 512 x 512: 7x7 (N=2 and 8) 1.35-1.9, 10x10
+#: (N=1) 2.2, 16x16 (N=1) 0.89, 14x14 (N=4) 0.59-0.64, 28x28 (N=2) 0.55-0.65;
+#: with 256 x 256 every case from 6x6 to 28x28 0.59-0.88.
+LARGE_WEIGHTS = 256 * 256
+LARGE_MIN_SIZE = 14
+LARGE_MIN_TILES = 128
+#: Items hold the tiles of at least this many output pixels (their ``V`` and ``M``
+#: blocks may then exceed :data:`._ops.BLOCK_BYTES`: the GEMMs need columns).
+#: Measured (2 threads, F(2x2), time against the im2col path, items of
+#: ``BLOCK_BYTES`` -> 64 tiles -> 128 tiles): 512 channels 14x14 1.90 -> 0.64 ->
+#: 0.60, 28x28 1.17 -> 0.65 -> 0.55, 7x7 1.17 -> 0.93 -> 1.33; 256 channels 14x14
+#: 0.80 -> 0.63 -> 0.61, 7x7 0.91 -> 1.00 -> 1.43; 64-128 channels unchanged.
+MIN_ITEM_OUTPUTS = 256
+#: Calls with enough tiles are cut into at least this many items (both threads busy).
+MIN_ITEMS = 2
 
 _SERIAL = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 
@@ -85,23 +112,31 @@ def eligible(geom, dtype, groups: int, x_shape, w_shape) -> bool:
     """Whether a forward convolution takes the Winograd path (when :func:`enabled`).
 
     float32, 2-D, a 3x3 kernel, stride 1, dilation 1, no groups, at most one
-    pixel of padding per side, at least :data:`MIN_CHANNELS` channels,
-    :data:`MIN_FILTERS` filters and :data:`MIN_OUTPUT` output pixels.
+    pixel of padding per side, at least :data:`MIN_CHANNELS` channels and
+    :data:`MIN_FILTERS` filters, an output of at least :data:`MIN_SIZE` per side,
+    and for more than :data:`LARGE_WEIGHTS` weights per tap at least
+    :data:`LARGE_MIN_SIZE` per side and :data:`LARGE_MIN_TILES` 2x2 tiles.
     """
-    return (
+    if not (
         np.dtype(dtype) == np.float32
         and geom.nd == 2
+        and len(x_shape) == 4
+        and len(w_shape) == 4
         and tuple(geom.kernel_size) == (3, 3)
         and tuple(geom.stride) == (1, 1)
         and tuple(geom.dilation) == (1, 1)
         and groups == 1
         and max(geom.padding) <= 1
-        and len(x_shape) == 4
-        and len(w_shape) == 4
         and x_shape[1] >= MIN_CHANNELS
         and w_shape[0] >= MIN_FILTERS
-        and geom.output_numel >= MIN_OUTPUT
-    )
+        and min(geom.output_size) >= MIN_SIZE
+    ):
+        return False
+    if x_shape[1] * w_shape[0] <= LARGE_WEIGHTS:
+        return True
+    ho, wo = geom.output_size
+    tiles = x_shape[0] * -(-ho // 2) * -(-wo // 2)
+    return min(ho, wo) >= LARGE_MIN_SIZE and tiles >= LARGE_MIN_TILES
 
 
 def filter_transform(weight, tile: int = 2) -> np.ndarray:
@@ -163,6 +198,43 @@ def _filter_tiles(g, us, slab):
                 us[row + _u(3) * fc] = t2
 
 
+@nb.njit(inline="always")
+def _bt4(k, r0, r1, r2, r3):
+    """Row ``k`` of ``B^T d`` of F(2x2, 3x3) for a column ``r0 .. r3`` (``k`` a constant)."""
+    if k == 0:
+        return r0 - r2
+    if k == 1:
+        return r1 + r2
+    if k == 2:
+        return r2 - r1
+    return r1 - r3
+
+
+@nb.njit(inline="always")
+def _input_rows(k, pl, el, tw, vs, base, step, count):
+    """``V[4k .. 4k + 3]`` of ``count`` tiles in a row: ``vs[base + a * step + z]``.
+
+    ``pl`` holds the 4 planes (row parity, column parity) of the padded rows,
+    ``el`` their values at column ``2 tw`` (see :func:`input_tiles`).
+    """
+    one = _u(1)
+    p0, p1, p2, p3 = _u(0), _u(1) * el, _u(2) * el, _u(3) * el
+    tw = _u(tw)
+    for z in range(_u(count)):
+        c0 = _bt4(k, pl[p0 + z], pl[p2 + z], pl[p0 + z + tw], pl[p2 + z + tw])
+        c1 = _bt4(k, pl[p1 + z], pl[p3 + z], pl[p1 + z + tw], pl[p3 + z + tw])
+        c2 = _bt4(
+            k, pl[p0 + z + one], pl[p2 + z + one], pl[p0 + z + tw + one], pl[p2 + z + tw + one]
+        )
+        c3 = _bt4(
+            k, pl[p1 + z + one], pl[p3 + z + one], pl[p1 + z + tw + one], pl[p3 + z + tw + one]
+        )
+        vs[base + z] = c0 - c2
+        vs[base + step + z] = c1 + c2
+        vs[base + _u(2) * step + z] = c2 - c1
+        vs[base + _u(3) * step + z] = c1 - c3
+
+
 @nb.njit(**_SERIAL)
 def input_tiles(x, i0, i1, t0, t1, tiles_w, pt, pl, vs, slab):
     """``V = B^T d B`` of the 4x4 tiles of images ``i0 .. i1``, tile rows ``t0 .. t1``.
@@ -170,61 +242,79 @@ def input_tiles(x, i0, i1, t0, t1, tiles_w, pt, pl, vs, slab):
     ``x`` (N, C, H, W); ``V[a]`` is the ``(C, P)`` matrix at ``vs[a * slab:]``,
     tile ``p = ((i - i0) * (t1 - t0) + (t - t0)) * tiles_w + tw``; tile ``(t,
     tw)`` starts at pixel ``(2t - pt, 2tw - pl)``, pixels outside the image are
-    zeros.  Per channel and tile row
-    the 4 rows are copied into zero-padded rows, combined along the height
-    (``B^T d``) into even and odd columns, then along the width (``... B``).
+    zeros.
+
+    Per image and channel, the band's padded rows are split into 4 planes by
+    row and column parity, ``tiles_w`` columns a row (the last column, ``2
+    tiles_w``, apart): a tile row ``t`` of the planes is then ``t * tiles_w`` on,
+    so one loop per row of ``B^T d B`` covers the whole band (long loops
+    vectorise; loops over one tile row are too short).  The band's last tile
+    column reads the next row there: it is recomputed from the last columns.
     """
     c_all, h, w = x.shape[1], x.shape[2], x.shape[3]
     xs = x.reshape(-1)
     band = t1 - t0
     p_all = (i1 - i0) * band * tiles_w
-    half = _u(tiles_w + 1)
+    tw = _u(tiles_w)
+    half = tw + _u(1)
     wp = _u(2) * half
-    rows = np.zeros(4 * wp, x.dtype)  # [0, pl) and [pl + w, wp) of each row stay zero
-    ev = np.empty(4 * half, x.dtype)  # (B^T d)[k, 2j]
-    od = np.empty(4 * half, x.dtype)  # (B^T d)[k, 2j + 1]
-    step = _u(slab)  # V[a] to V[a + 1]
-    one, two = _u(1), _u(2)
+    row = np.zeros(wp, x.dtype)  # one padded row: [0, pl) and [pl + w, wp) stay zero
+    el = _u((band + 1) * tiles_w + 1)  # one plane (and a column of slack)
+    planes = np.zeros(4 * el, x.dtype)
+    last = np.zeros((4, band + 1), x.dtype)  # column 2 * tiles_w of each plane row
+    step = _u(slab)
+    count = band * tiles_w
+    one = _u(1)
     for i in range(i0, i1):
         for c in range(c_all):
             plane = _u((i * c_all + c) * h * w)
-            for t in range(t0, t1):
-                p0 = _u(c * p_all + ((i - i0) * band + (t - t0)) * tiles_w)
+            for pr in range(2 * band + 2):  # the padded rows of the band
+                hh = 2 * t0 - pt + pr
+                if 0 <= hh < h:
+                    src = plane + _u(hh * w)
+                    for q in range(_u(w)):
+                        row[_u(pl) + q] = xs[src + q]
+                else:
+                    for q in range(_u(w)):
+                        row[_u(pl) + q] = 0
+                r = pr % 2
+                even = _u(2 * r) * el + _u(pr // 2) * tw
+                odd = even + el
+                for j in range(half):  # j == tw lands on the next row, written later
+                    planes[even + j] = row[_u(2) * j]
+                    planes[odd + j] = row[_u(2) * j + one]
+                last[2 * r, pr // 2] = row[_u(2) * tw]
+                last[2 * r + 1, pr // 2] = row[_u(2) * tw + one]
+            base = _u(c * p_all + (i - i0) * band * tiles_w)
+            _input_rows(0, planes, el, tiles_w, vs, base, step, count)
+            _input_rows(1, planes, el, tiles_w, vs, base + _u(4) * step, step, count)
+            _input_rows(2, planes, el, tiles_w, vs, base + _u(8) * step, step, count)
+            _input_rows(3, planes, el, tiles_w, vs, base + _u(12) * step, step, count)
+            # The last tile of every tile row: its columns 2 tw and 2 tw + 1 are in `last`.
+            for t in range(band):
+                z = _u(t * tiles_w + tiles_w - 1)
                 for k in range(4):
-                    hh = 2 * t - pt + k
-                    dst = _u(k) * wp + _u(pl)
-                    if 0 <= hh < h:
-                        src = plane + _u(hh * w)
-                        for q in range(_u(w)):
-                            rows[dst + q] = xs[src + q]
-                    else:
-                        for q in range(_u(w)):
-                            rows[dst + q] = 0
-                for j in range(half):
-                    q = two * j
-                    r0, r1, r2, r3 = rows[q], rows[wp + q], rows[two * wp + q], rows[_u(3) * wp + q]
-                    ev[j] = r0 - r2
-                    ev[half + j] = r1 + r2
-                    ev[two * half + j] = r2 - r1
-                    ev[_u(3) * half + j] = r1 - r3
-                    q += one
-                    r0, r1, r2, r3 = rows[q], rows[wp + q], rows[two * wp + q], rows[_u(3) * wp + q]
-                    od[j] = r0 - r2
-                    od[half + j] = r1 + r2
-                    od[two * half + j] = r2 - r1
-                    od[_u(3) * half + j] = r1 - r3
-                for k in range(4):
-                    e = _u(k) * half
-                    base = _u(4 * k) * step + p0
-                    for j in range(_u(tiles_w)):
-                        e0 = ev[e + j]
-                        o0 = od[e + j]
-                        e1 = ev[e + j + one]
-                        o1 = od[e + j + one]
-                        vs[base + j] = e0 - e1
-                        vs[base + step + j] = o0 + e1
-                        vs[base + two * step + j] = e1 - o0
-                        vs[base + _u(3) * step + j] = o0 - o1
+                    c1 = _bt4(
+                        k,
+                        planes[el + z],
+                        planes[_u(3) * el + z],
+                        planes[el + z + tw],
+                        planes[_u(3) * el + z + tw],
+                    )
+                    c2 = _bt4(k, last[0, t], last[2, t], last[0, t + 1], last[2, t + 1])
+                    c3 = _bt4(k, last[1, t], last[3, t], last[1, t + 1], last[3, t + 1])
+                    c0 = _bt4(
+                        k,
+                        planes[z],
+                        planes[_u(2) * el + z],
+                        planes[z + tw],
+                        planes[_u(2) * el + z + tw],
+                    )
+                    at = base + _u(4 * k) * step + z
+                    vs[at] = c0 - c2
+                    vs[at + step] = c1 + c2
+                    vs[at + _u(2) * step] = c2 - c1
+                    vs[at + _u(3) * step] = c1 - c3
 
 
 @nb.njit(inline="always")
@@ -589,14 +679,20 @@ def conv_winograd(x, weight, bias, geom, single=None, tile=None):
     b = np.zeros(f, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     out = np.empty((n, f, ho, wo), np.float32)
     tile_bytes = count * (c + f) * 4  # one tile's columns of V and M
-    images, bands = _ops._split_batch(n, tiles_h, tiles_h * tiles_w * tile_bytes)
+    per_item = max(_ops.BLOCK_BYTES // tile_bytes, -(-MIN_ITEM_OUTPUTS // tile**2))
+    per_item = max(1, min(per_item, -(-n * tiles_h * tiles_w // MIN_ITEMS)))  # tiles
+    images, bands = _ops._split_batch(
+        n, tiles_h, tiles_h * tiles_w * tile_bytes, per_item * tile_bytes
+    )
     nb_max = max(i1 - i0 for i0, i1 in images)
     band_max = max(t1 - t0 for t0, t1 in bands)
     p_max = nb_max * band_max * tiles_w
     sv, sm = _slab(c * p_max), _slab(f * p_max)
 
     def item(worker, idx):
-        (i0, i1), (t0, t1) = images[idx // len(bands)], bands[idx % len(bands)]
+        # Band-major: items running side by side write different images, not adjacent
+        # bands of one image (whose cache lines the other core's prefetcher would take).
+        (i0, i1), (t0, t1) = images[idx % len(images)], bands[idx // len(images)]
         p = (i1 - i0) * (t1 - t0) * tiles_w
         vs, ms = buffers.get(worker)
         input_kernel(x, i0, i1, t0, t1, tiles_w, pt, pl, vs, sv)
@@ -610,7 +706,8 @@ def conv_winograd(x, weight, bias, geom, single=None, tile=None):
     macs = float(n) * f * c * count * tiles_h * tiles_w
     workers = _ops._workers(macs, items, p_max * tile_bytes) if single else 1
     buffers = _ops._Buffers(workers, (count * sv, count * sm), np.float32)
-    checks = np.zeros((workers, max(16, tiles_w)), np.float32)  # a cache line or more each
+    # Per worker, rows a cache line apart: no false sharing in the output kernel's loop.
+    checks = np.zeros((workers, tiles_w + 16), np.float32)
     run_items(item, items, workers)
     if np.isnan(checks).any():
         # inf / NaN (or an overflow in a transform): im2col + GEMM gives the exact pattern.
