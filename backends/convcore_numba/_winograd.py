@@ -26,7 +26,7 @@ by small constants).
   for any number of threads.
 * **Non-finite values.**  The transforms mix the pixels of a tile, so an
   ``inf`` or ``NaN`` spreads differently than in a direct sum (``inf - inf``).
-  The output kernel marks the non-finite values it writes; if there are any,
+  The output kernel marks the non-finite values it computes; if there are any,
   the call is recomputed by im2col + GEMM, which gives that path's exact
   result (and also covers a transform that overflows where the direct sum
   does not).
@@ -345,49 +345,48 @@ def output_tiles(ms, slab, i0, i1, t0, t1, tiles_w, bias, y, check):
     """``Y = A^T m A + bias`` of the tiles of :func:`input_tiles` into ``y`` (N, F, Ho, Wo).
 
     ``M[a]`` is the ``(F, P)`` matrix at ``ms[a * slab:]``; edge tiles are
-    clipped to ``Ho x Wo``.  ``check`` (at least ``tiles_w``) gets ``y - y``
-    of every value written added to it per tile column: it ends NaN where an
-    inf or a NaN was written.  (An add per lane, not a reduction: the loops
-    vectorise.)
+    clipped to ``Ho x Wo``.  Per image and filter, one loop over the band's
+    tiles writes their 4 outputs into 4 rows of a scratch array (long loops
+    vectorise; one loop per tile row measured 4x slower), then the output rows
+    are interleaved from them.  ``check`` (at least the band's tiles) gets
+    ``y - y`` of every output added to it per tile: it ends NaN where an inf or
+    a NaN was computed.  (An add per lane, not a reduction: the loop vectorises.)
     """
     f_all, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     ys = y.reshape(-1)
     band = t1 - t0
     p_all = (i1 - i0) * band * tiles_w
     fp = _u(slab)
-    full = _u(wo // 2)  # tiles whose two columns are inside the output
+    count = _u(band * tiles_w)
+    q = np.empty(4 * count, y.dtype)
+    full = _u(wo // 2)
     one, two = _u(1), _u(2)
+    q1, q2, q3 = count, _u(2) * count, _u(3) * count
     for i in range(i0, i1):
         for f in range(f_all):
             b = bias[f]
+            p0 = _u(f * p_all + (i - i0) * band * tiles_w)
+            for z in range(count):
+                a, bb, c, d = _tile_out(ms, p0 + z, fp, b)
+                q[z] = a
+                q[q1 + z] = bb
+                q[q2 + z] = c
+                q[q3 + z] = d
+                check[z] += (a - a) + (bb - bb) + (c - c) + (d - d)
             plane = _u((i * f_all + f) * ho * wo)
-            for t in range(t0, t1):
-                p0 = _u(f * p_all + ((i - i0) * band + (t - t0)) * tiles_w)
-                y0 = plane + _u(2 * t * wo)
-                y1 = y0 + _u(wo)
-                if 2 * t + 1 < ho:
+            for t in range(band):
+                r = 2 * (t0 + t)
+                src = _u(t * tiles_w)
+                for k in range(2):
+                    if r + k >= ho:
+                        break
+                    dst = plane + _u((r + k) * wo)
+                    e = _u(2 * k) * count + src
                     for j in range(full):
-                        a, bb, c, d = _tile_out(ms, p0 + j, fp, b)
-                        ys[y0 + two * j] = a
-                        ys[y0 + two * j + one] = bb
-                        ys[y1 + two * j] = c
-                        ys[y1 + two * j + one] = d
-                        check[j] += (a - a) + (bb - bb) + (c - c) + (d - d)
+                        ys[dst + two * j] = q[e + j]
+                        ys[dst + two * j + one] = q[e + count + j]
                     if full < tiles_w:
-                        a, bb, c, d = _tile_out(ms, p0 + full, fp, b)
-                        ys[y0 + two * full] = a
-                        ys[y1 + two * full] = c
-                        check[full] += (a - a) + (c - c)
-                else:
-                    for j in range(full):
-                        a, bb, c, d = _tile_out(ms, p0 + j, fp, b)
-                        ys[y0 + two * j] = a
-                        ys[y0 + two * j + one] = bb
-                        check[j] += (a - a) + (bb - bb)
-                    if full < tiles_w:
-                        a, bb, c, d = _tile_out(ms, p0 + full, fp, b)
-                        ys[y0 + two * full] = a
-                        check[full] += a - a
+                        ys[dst + two * full] = q[e + full]
 
 
 # ------------------------------------------------------------------ F(4x4, 3x3)
@@ -707,7 +706,7 @@ def conv_winograd(x, weight, bias, geom, single=None, tile=None):
     workers = _ops._workers(macs, items, p_max * tile_bytes) if single else 1
     buffers = _ops._Buffers(workers, (count * sv, count * sm), np.float32)
     # Per worker, rows a cache line apart: no false sharing in the output kernel's loop.
-    checks = np.zeros((workers, tiles_w + 16), np.float32)
+    checks = np.zeros((workers, p_max + 16), np.float32)
     run_items(item, items, workers)
     if np.isnan(checks).any():
         # inf / NaN (or an overflow in a transform): im2col + GEMM gives the exact pattern.
