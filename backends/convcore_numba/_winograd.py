@@ -150,7 +150,14 @@ def filter_transform(weight, tile: int = 2) -> np.ndarray:
     slab = _slab(f * c)
     count = (tile + 2) ** 2
     us = np.empty(count * slab, np.float32)
-    _KERNELS[tile][0](g, us, slab)
+    kernel = _KERNELS[tile][0]
+    # Items of filters (each element is computed alone: any cut gives the same bits).
+    ranges = _ops._pieces(f, max(1, (1 << 16) // c))
+    run_items(
+        lambda worker, idx: kernel(g, us, slab, *ranges[idx]),
+        len(ranges),
+        _ops._workers(count * 8.0 * f * c, len(ranges), 0),
+    )
     return us.reshape(count, slab)[:, : f * c].reshape(count, f, c)
 
 
@@ -167,35 +174,48 @@ def _u(i):
     return nb.uintp(i)
 
 
-@nb.njit(**_SERIAL)
-def _filter_tiles(g, us, slab):
-    """``U[:, f, c] = G g[f, c] G^T`` (4x4, flattened) for ``g`` (F, C, 3, 3), in float64.
+@nb.njit(inline="always")
+def _g4(k, g0, g1, g2):
+    """Row ``k`` of ``G g`` of F(2x2, 3x3) for a column ``g0 .. g2`` (``k`` a constant)."""
+    if k == 0:
+        return g0
+    if k == 1:
+        return 0.5 * ((g0 + g1) + g2)
+    if k == 2:
+        return 0.5 * ((g0 - g1) + g2)
+    return g2
 
-    ``U[a]`` is the ``(F, C)`` matrix at ``us[a * slab:]``.
+
+@nb.njit(inline="always")
+def _filter_row(k, gs, src, us, dst, fc, count):
+    """``U[4k .. 4k + 3]`` of ``count`` consecutive filters ``g`` (9 apart from ``gs[src]``)."""
+    for c in range(_u(count)):
+        s = src + _u(9) * c
+        t0 = _g4(k, np.float64(gs[s]), np.float64(gs[s + _u(3)]), np.float64(gs[s + _u(6)]))
+        t1 = _g4(k, np.float64(gs[s + _u(1)]), np.float64(gs[s + _u(4)]), np.float64(gs[s + _u(7)]))
+        t2 = _g4(k, np.float64(gs[s + _u(2)]), np.float64(gs[s + _u(5)]), np.float64(gs[s + _u(8)]))
+        us[dst + c] = t0
+        us[dst + fc + c] = 0.5 * ((t0 + t1) + t2)
+        us[dst + _u(2) * fc + c] = 0.5 * ((t0 - t1) + t2)
+        us[dst + _u(3) * fc + c] = t2
+
+
+@nb.njit(**_SERIAL)
+def _filter_tiles(g, us, slab, f0, f1):
+    """``U[:, f, c] = G g[f, c] G^T`` (4x4, flattened) of filters ``f0 .. f1``, in float64.
+
+    ``g`` (F, C, 3, 3); ``U[a]`` is the ``(F, C)`` matrix at ``us[a * slab:]``.
     """
-    f_all, c_all = g.shape[0], g.shape[1]
+    c_all = g.shape[1]
     gs = g.reshape(-1)
     fc = _u(slab)
-    t = np.empty(12)  # G g, (4, 3)
-    for f in range(f_all):
-        for c in range(_u(c_all)):
-            src = _u(f * c_all * 9) + _u(9) * c
-            dst = _u(f * c_all) + c
-            for j in range(3):
-                g0 = np.float64(gs[src + _u(j)])
-                g1 = np.float64(gs[src + _u(3 + j)])
-                g2 = np.float64(gs[src + _u(6 + j)])
-                t[j] = g0
-                t[3 + j] = 0.5 * (g0 + g1 + g2)
-                t[6 + j] = 0.5 * (g0 - g1 + g2)
-                t[9 + j] = g2
-            for a in range(4):  # (G g) G^T
-                t0, t1, t2 = t[3 * a], t[3 * a + 1], t[3 * a + 2]
-                row = dst + _u(4 * a) * fc
-                us[row] = t0
-                us[row + fc] = 0.5 * (t0 + t1 + t2)
-                us[row + _u(2) * fc] = 0.5 * (t0 - t1 + t2)
-                us[row + _u(3) * fc] = t2
+    for f in range(f0, f1):
+        src = _u(f * c_all * 9)
+        dst = _u(f * c_all)
+        _filter_row(0, gs, src, us, dst, fc, c_all)
+        _filter_row(1, gs, src, us, dst + _u(4) * fc, fc, c_all)
+        _filter_row(2, gs, src, us, dst + _u(8) * fc, fc, c_all)
+        _filter_row(3, gs, src, us, dst + _u(12) * fc, fc, c_all)
 
 
 @nb.njit(inline="always")
@@ -407,13 +427,13 @@ def _g6(g0, g1, g2):
 
 
 @nb.njit(**_SERIAL)
-def _filter_tiles4(g, us, slab):
-    """``U[:, f, c] = G g[f, c] G^T`` (6x6, flattened) for ``g`` (F, C, 3, 3), in float64."""
-    f_all, c_all = g.shape[0], g.shape[1]
+def _filter_tiles4(g, us, slab, f0, f1):
+    """``U[:, f, c] = G g[f, c] G^T`` (6x6, flattened) of filters ``f0 .. f1``, in float64."""
+    c_all = g.shape[1]
     gs = g.reshape(-1)
     fc = _u(slab)
     t = np.empty(18)  # G g, (6, 3)
-    for f in range(f_all):
+    for f in range(f0, f1):
         for c in range(_u(c_all)):
             src = _u(f * c_all * 9) + _u(9) * c
             dst = _u(f * c_all) + c
