@@ -185,7 +185,7 @@ def test_bitwise_identical_for_one_and_two_threads(shape, tile, small_items, two
 # ---------------------------------------------------------------------- eligibility
 
 
-def _eligible(n=2, c=32, h=12, w=12, f=16, k=3, dtype=np.float32, groups=1, **options):
+def _eligible(n=4, c=32, h=12, w=12, f=16, k=3, dtype=np.float32, groups=1, **options):
     geom = conv_geometry((h, w), (k, k), **options)
     return _winograd.eligible(geom, dtype, groups, (n, c, h, w), (f, c // groups, k, k))
 
@@ -195,9 +195,10 @@ def test_eligible_for_3x3_stride_1_float32():
     assert _eligible(padding=0)
     assert _eligible(padding=(1, 0, 0, 1))
     assert _eligible(padding="same")
-    assert _eligible(h=6, w=6, padding=1)
-    assert _eligible(c=256, f=256, h=6, w=6, padding=1)
-    assert _eligible(n=4, c=512, f=512, h=14, w=14, padding=1)
+    assert _eligible(c=8, f=8, padding=1)
+    assert _eligible(n=32, h=3, w=3, padding=1)  # 128 tiles of one pixel per image
+    assert _eligible(n=4, c=256, f=256, h=16, w=16, padding=1)  # 256 tiles
+    assert _eligible(n=8, c=512, f=512, h=7, w=7, padding=1)  # 128 tiles
 
 
 @pytest.mark.parametrize(
@@ -212,12 +213,11 @@ def test_eligible_for_3x3_stride_1_float32():
         {"k": 1},
         {"padding": 2},
         {"padding": (0, 2, 1, 1)},
-        {"c": 16, "f": 64, "padding": 1},
-        {"f": 8, "padding": 1},
-        {"h": 5, "w": 30, "padding": 1},  # an output row of 5
-        {"h": 7, "w": 7, "padding": 0},
-        {"n": 8, "c": 512, "f": 512, "h": 7, "w": 7, "padding": 1},  # large weights
-        {"n": 1, "c": 512, "f": 512, "h": 16, "w": 16, "padding": 1},  # 64 tiles
+        {"c": 4, "f": 64, "padding": 1},
+        {"f": 6, "padding": 1},
+        {"n": 64, "h": 2, "w": 30, "padding": 1},  # an output height of 2
+        {"n": 1, "h": 14, "w": 14, "padding": 1},  # 49 tiles
+        {"n": 4, "c": 512, "f": 512, "h": 7, "w": 7, "padding": 1},  # large weights, 64 tiles
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )

@@ -56,31 +56,35 @@ WINOGRAD = True
 #: 0.57-0.60, layer B) and 8x8, slower at 14x14 to 28x28 and 1.5-6x slower than
 #: F(2x2) with 256-512 channels; with about 20x the error it is not the default.
 TILE = 2
-#: Smallest channel count that takes the Winograd path.  Measured (2 threads,
-#: N=8, time against the im2col path): 16 channels 0.87-1.59 (16 -> 128 filters
-#: at 28x28 1.59: the GEMMs' inner dimension is too short to pay for the
-#: transforms), 32 channels 0.70-0.78, 64 channels 0.56-0.74.
-MIN_CHANNELS = 32
-#: Smallest filter count: 64 channels -> 16 filters at 56x56 measured 0.56.
-MIN_FILTERS = 16
-#: Smallest output height and width.  Measured (N=32, 64-128 channels): 6x6
-#: 0.63-0.80, 7x7 0.76-0.80, 5x5 0.85-1.25.
-MIN_SIZE = 6
-#: Above this many weights per tap (``C * F``) the layer needs an output of at
-#: least :data:`LARGE_MIN_SIZE` per side and :data:`LARGE_MIN_TILES` tiles: the
-#: transformed filters (64 bytes per weight) no longer fit the caches, and every
-#: item streams them.  Measured with 512 x 512: 7x7 (N=2 and 8) 1.35-1.9, 10x10
-#: (N=1) 2.2, 16x16 (N=1) 0.89, 14x14 (N=4) 0.59-0.64, 28x28 (N=2) 0.55-0.65;
-#: with 256 x 256 every case from 6x6 to 28x28 0.59-0.88.
+#: Smallest channel and filter counts that take the Winograd path.  Measured
+#: (2 threads, time against the im2col path, N=8 56x56): 8 channels -> 32
+#: filters 0.81, 16 -> 16 0.64, 16 -> 64 0.66, 32 -> 8 filters 0.53 (16 -> 128 at
+#: 28x28 0.88).  (Groups of at most 4 filters take the direct kernel anyway.)
+MIN_CHANNELS = 8
+MIN_FILTERS = 8
+#: Smallest output height and width.  Measured (N=32, 64-128 channels, 128 tiles
+#: or more): 3x3 0.58, 4x4 0.53-0.67, 5x5 0.75-0.79, 6x6 0.53.
+MIN_SIZE = 3
+#: Smallest number of 2x2 output tiles (all images): the filter transform and each
+#: item's pass over the transformed filters are paid back per tile.  Measured: 16
+#: to 49 tiles 1.01-3.8 (64 and 128 channels at 8x8 and 14x14, one or two
+#: images), 64 to 98 tiles 0.74-0.89.
+MIN_TILES = 64
+#: Above this many weights per tap (``C * F``) the transformed filters (64 bytes a
+#: weight) no longer stay in the caches between items: such layers need
+#: :data:`LARGE_MIN_TILES` tiles.  Measured with 512 x 512: 64 tiles 0.77 (16x16)
+#: and 1.01 (7x7), 128 tiles and more 0.50-0.86; with 256 x 256, 64 to 144 tiles
+#: 0.70-1.05.
 LARGE_WEIGHTS = 256 * 256
-LARGE_MIN_SIZE = 14
 LARGE_MIN_TILES = 128
 #: Items hold the tiles of at least this many output pixels (their ``V`` and ``M``
-#: blocks may then exceed :data:`._ops.BLOCK_BYTES`: the GEMMs need columns).
-#: Measured (2 threads, F(2x2), time against the im2col path, items of
-#: ``BLOCK_BYTES`` -> 64 tiles -> 128 tiles): 512 channels 14x14 1.90 -> 0.64 ->
-#: 0.60, 28x28 1.17 -> 0.65 -> 0.55, 7x7 1.17 -> 0.93 -> 1.33; 256 channels 14x14
-#: 0.80 -> 0.63 -> 0.61, 7x7 0.91 -> 1.00 -> 1.43; 64-128 channels unchanged.
+#: blocks may then exceed :data:`._ops.BLOCK_BYTES`: the GEMMs need columns), twice
+#: as many from :data:`LARGE_WEIGHTS` weights per tap on.  Measured (2 threads,
+#: F(2x2), time against the im2col path, items of ``BLOCK_BYTES`` -> 64 tiles ->
+#: 128 tiles): 512 channels 7x7 1.08 -> 0.80 -> 0.81, 14x14 1.21 -> 0.65 ->
+#: 0.53, 28x28 1.06 -> 0.61 -> 0.50; 256 channels 7x7 0.97 -> 0.92 -> 0.88, 14x14
+#: 0.74 -> 0.58 -> 0.57, 28x28 0.73 -> 0.72 -> 0.64; 128 channels 14x14 0.54 ->
+#: 0.55 -> 0.61; 64 channels (8x8, 56x56) within 0.50-0.60 either way.
 MIN_ITEM_OUTPUTS = 256
 #: Calls with enough tiles are cut into at least this many items (both threads busy).
 MIN_ITEMS = 2
@@ -113,9 +117,9 @@ def eligible(geom, dtype, groups: int, x_shape, w_shape) -> bool:
 
     float32, 2-D, a 3x3 kernel, stride 1, dilation 1, no groups, at most one
     pixel of padding per side, at least :data:`MIN_CHANNELS` channels and
-    :data:`MIN_FILTERS` filters, an output of at least :data:`MIN_SIZE` per side,
-    and for more than :data:`LARGE_WEIGHTS` weights per tap at least
-    :data:`LARGE_MIN_SIZE` per side and :data:`LARGE_MIN_TILES` 2x2 tiles.
+    :data:`MIN_FILTERS` filters, an output of at least :data:`MIN_SIZE` per side
+    and at least :data:`MIN_TILES` 2x2 output tiles (:data:`LARGE_MIN_TILES`
+    above :data:`LARGE_WEIGHTS` weights per tap).
     """
     if not (
         np.dtype(dtype) == np.float32
@@ -132,11 +136,10 @@ def eligible(geom, dtype, groups: int, x_shape, w_shape) -> bool:
         and min(geom.output_size) >= MIN_SIZE
     ):
         return False
-    if x_shape[1] * w_shape[0] <= LARGE_WEIGHTS:
-        return True
     ho, wo = geom.output_size
     tiles = x_shape[0] * -(-ho // 2) * -(-wo // 2)
-    return min(ho, wo) >= LARGE_MIN_SIZE and tiles >= LARGE_MIN_TILES
+    large = x_shape[1] * w_shape[0] > LARGE_WEIGHTS
+    return tiles >= (LARGE_MIN_TILES if large else MIN_TILES)
 
 
 def filter_transform(weight, tile: int = 2) -> np.ndarray:
@@ -698,7 +701,8 @@ def conv_winograd(x, weight, bias, geom, single=None, tile=None):
     b = np.zeros(f, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     out = np.empty((n, f, ho, wo), np.float32)
     tile_bytes = count * (c + f) * 4  # one tile's columns of V and M
-    per_item = max(_ops.BLOCK_BYTES // tile_bytes, -(-MIN_ITEM_OUTPUTS // tile**2))
+    min_outputs = MIN_ITEM_OUTPUTS * (2 if c * f >= LARGE_WEIGHTS else 1)
+    per_item = max(_ops.BLOCK_BYTES // tile_bytes, -(-min_outputs // tile**2))
     per_item = max(1, min(per_item, -(-n * tiles_h * tiles_w // MIN_ITEMS)))  # tiles
     images, bands = _ops._split_batch(
         n, tiles_h, tiles_h * tiles_w * tile_bytes, per_item * tile_bytes
