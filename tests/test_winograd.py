@@ -10,10 +10,16 @@
 * ``convcore.conv2d(..., backend="numba")`` takes the path, and
   ``CONVCORE_NUMBA_WINOGRAD=0`` / ``WINOGRAD = False`` turn it off;
 * inf and NaN give the im2col path's exact result;
-* against ``torch.nn.functional.conv2d`` when torch is installed.
+* against ``torch.nn.functional.conv2d`` when torch is installed;
+* ``convcore_numba.warmup`` compiles the kernels (float32 only).
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
 
 import naive
 import numpy as np
@@ -316,3 +322,25 @@ def test_matches_torch(tile, padding, monkeypatch):
     _assert_within(ref32, ref, tile)
     scale = float(np.max(np.abs(ref)))
     assert float(np.max(np.abs(y - ref32))) <= 2 * TOLERANCE[tile] * scale
+
+
+def test_warmup_compiles_the_winograd_kernels(tmp_path):
+    """In a fresh process, ``warmup`` compiles every Winograd kernel for float32 only."""
+    code = """
+        import convcore_numba
+        from convcore_numba import _winograd
+        convcore_numba.warmup(("float32", "float64"))
+        for kernel in _winograd.KERNELS:
+            sigs = [str(sig) for sig in kernel.signatures]
+            assert len(sigs) == 1 and "float32" in sigs[0], (kernel, sigs)
+        """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVCORE_", "NUMBA_"))}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr

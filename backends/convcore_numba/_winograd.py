@@ -746,3 +746,5 @@ _KERNELS = {
     2: (_filter_tiles, input_tiles, output_tiles),
     4: (_filter_tiles4, input_tiles4, output_tiles4),
 }
+#: Every Numba kernel of this module (``convcore warmup`` compiles them for float32).
+KERNELS = (*_KERNELS[2], *_KERNELS[4])
