@@ -11,7 +11,8 @@
   ``CONVCORE_NUMBA_WINOGRAD=0`` / ``WINOGRAD = False`` turn it off;
 * inf and NaN give the im2col path's exact result;
 * against ``torch.nn.functional.conv2d`` when torch is installed;
-* ``convcore_numba.warmup`` compiles the kernels (float32 only).
+* ``convcore_numba.warmup`` compiles the kernels (float32 only);
+* ``benchmarks/bench_winograd.py`` runs.
 """
 
 from __future__ import annotations
@@ -344,3 +345,24 @@ def test_warmup_compiles_the_winograd_kernels(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_benchmark_script_runs(tmp_path):
+    """``benchmarks/bench_winograd.py`` with the smallest settings (no timing asserted)."""
+    import json
+    from pathlib import Path
+
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_winograd.py"
+    args = ["--layers", "S56", "--impls", "im2col,wino2", "--repeat", "1", "--burst", "4"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args, "--pause", "0", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(out.read_text())["records"]
+    assert {r["impl"] for r in records} == {"im2col", "wino2"}
+    assert all(r["median_s"] > 0 and r["error"] < 1e-5 for r in records)
