@@ -11,7 +11,7 @@
   ``CONVCORE_NUMBA_WINOGRAD=0`` / ``WINOGRAD = False`` turn it off;
 * inf and NaN give the im2col path's exact result;
 * against ``torch.nn.functional.conv2d`` when torch is installed;
-* ``convcore_numba.warmup`` compiles the kernels (float32 only);
+* ``convcore_numba.warmup`` compiles the default kernels (float32 only);
 * ``benchmarks/bench_winograd.py`` runs.
 """
 
@@ -326,14 +326,17 @@ def test_matches_torch(tile, padding, monkeypatch):
 
 
 def test_warmup_compiles_the_winograd_kernels(tmp_path):
-    """In a fresh process, ``warmup`` compiles every Winograd kernel for float32 only."""
+    """In a fresh process, ``warmup`` compiles the default Winograd kernels, float32 only."""
     code = """
         import convcore_numba
         from convcore_numba import _winograd
         convcore_numba.warmup(("float32", "float64"))
-        for kernel in _winograd.KERNELS:
+        assert _winograd.warmup_kernels() == _winograd._KERNELS[2]
+        for kernel in _winograd._KERNELS[2]:
             sigs = [str(sig) for sig in kernel.signatures]
             assert len(sigs) == 1 and "float32" in sigs[0], (kernel, sigs)
+        for kernel in _winograd._KERNELS[4]:  # opt-in: compiled on first use
+            assert not kernel.signatures, kernel
         """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVCORE_", "NUMBA_"))}
     proc = subprocess.run(

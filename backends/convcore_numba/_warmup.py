@@ -34,12 +34,11 @@ def _exercise(dtype) -> None:
         y = _ops.conv(None, x, w, bias, geom, 1)
         y1 = _ops.conv(None, x, w1, bias, point, 1)
         yd = _ops.conv(None, x, wd, None if bias is None else bias[:2], geom, 2)
-    if np.dtype(dtype) == np.float32:  # the Winograd kernels (float32 only)
+    if np.dtype(dtype) == np.float32:  # the default Winograd kernels (float32 only)
         from . import _winograd
 
         xw = rng.standard_normal((1, 8, 6, 6)).astype(dtype)
-        for tile in (2, 4):
-            _winograd.conv_winograd(xw, w.repeat(4, axis=1), b, geom, tile=tile)
+        _winograd.conv_winograd(xw, w.repeat(4, axis=1), b, geom, tile=_winograd.TILE)
     _ops.conv_backward(None, y, x, w, geom, 1)
     _ops.conv_backward(None, y1, x, w1, point, 1)
     _ops.conv_backward(None, yd, x, wd, geom, 2)  # direct backward
@@ -70,7 +69,7 @@ def _exercise_data_movement(dtype) -> None:
 def _kernels():
     from . import _kernels, _winograd
 
-    return [getattr(_kernels, name) for name in _kernels.__all__] + list(_winograd.KERNELS)
+    return [getattr(_kernels, name) for name in _kernels.__all__] + list(_winograd.warmup_kernels())
 
 
 def warmup(dtypes=_FLOATS) -> dict[str, float]:
