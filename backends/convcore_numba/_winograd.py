@@ -5,15 +5,17 @@ tile ``d`` of ``(m + 2) x (m + 2)`` pixels as ``Y = A^T [(G g G^T) * (B^T d B)] 
 (Lavin and Gray, 2016): ``(m + 2)^2`` multiplies per tile, channel and filter
 instead of ``9 m^2``.  F(2x2, 3x3) (:data:`TILE` = 2, the default) needs 2.25x
 fewer multiply-adds than im2col + GEMM and keeps the error of the direct sum;
-F(4x4, 3x3) (``CONVCORE_NUMBA_WINOGRAD=4``) needs 4x fewer, with about 20x the
-error (see below).  The transforms are additions (and, for F(4x4), multiplies
+F(4x4, 3x3) (``CONVCORE_NUMBA_WINOGRAD=4``, opt-in) needs 4x fewer, with about
+20x the error (see below).  The transforms are additions (and, for F(4x4), multiplies
 by small constants).
 
 * The **filter transform** ``U = G g G^T`` runs once per call, in float64,
   rounded to float32: ``((m + 2)^2, F, C)``.
 * **Work items** are ``(image range, band of tile rows)``, cut like the
   im2col path's (:func:`._ops._split_batch`) from the shapes alone, so that an
-  item's ``V`` and ``M`` blocks are about :data:`._ops.BLOCK_BYTES`.  An item
+  item's ``V`` and ``M`` blocks are about :data:`._ops.BLOCK_BYTES` (but hold at
+  least :data:`MIN_ITEM_OUTPUTS` output pixels, and a call at least
+  :data:`MIN_ITEMS` items).  An item
   transforms its input tiles (``V = B^T d B``: tiles ``m`` apart, the zero
   padding and the partial last tiles made in the kernel) into ``(T, C, P)``
   for its ``P`` tiles (``T = (m + 2)^2``), multiplies ``M[a] = U[a] @ V[a]``
@@ -31,9 +33,9 @@ by small constants).
   result (and also covers a transform that overflows where the direct sum
   does not).
 * **Error** against a float64 reference (random normal data, ``max|y - ref|``
-  relative to ``max|ref|``; see ``docs/numba.md``): F(2x2, 3x3) 1.6e-7 to
-  5.7e-7, about the float32 direct sum's 2.5e-7 to 4.5e-7; F(4x4, 3x3) 1.2e-6
-  to 1.1e-5 (7.3e-6 on layer B).
+  relative to ``max|ref|``; see ``docs/numba.md``): F(2x2, 3x3) 1.7e-7 to
+  5.8e-7, about the float32 direct sum's (torch 2.6e-7 to 3.8e-7, the im2col
+  path 4.4e-7 to 6.6e-7); F(4x4, 3x3) 2.9e-6 to 1.2e-5 (6.3e-6 on layer B).
 """
 
 from __future__ import annotations
@@ -51,10 +53,10 @@ __all__ = ["TILE", "WINOGRAD", "conv_winograd", "eligible", "enabled", "setting"
 #: Module switch of the Winograd path (``CONVCORE_NUMBA_WINOGRAD=0`` also turns it off).
 WINOGRAD = True
 #: Output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3) (``CONVCORE_NUMBA_WINOGRAD=4``).
-#: Measured (2 threads, time against the im2col path, ``/tmp`` grid of 3x3 p1
-#: layers): F(4x4) was faster than F(2x2) only at 56x56 (0.51-0.54 against
-#: 0.57-0.60, layer B) and 8x8, slower at 14x14 to 28x28 and 1.5-6x slower than
-#: F(2x2) with 256-512 channels; with about 20x the error it is not the default.
+#: Measured (``benchmarks/bench_winograd.py``, 2 threads, time against torch):
+#: F(4x4) faster than F(2x2) only on 16 x 128 x 28x28 (0.65 against 0.73), as fast
+#: on 32x32 (0.77, 0.76), slower on layer B (0.73, 0.71) and 1.6-1.7x slower with
+#: 256-512 channels (14x14, 7x7); with 17-23x the error it is not the default.
 TILE = 2
 #: Smallest channel and filter counts that take the Winograd path.  Measured
 #: (2 threads, time against the im2col path, N=8 56x56): 8 channels -> 32
