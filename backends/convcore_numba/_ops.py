@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _kernels as K
+from . import _winograd
 from ._threads import blas_single_threaded, num_threads, run_items
 
 if TYPE_CHECKING:
@@ -287,6 +288,9 @@ def conv(xp, x, weight, bias, geom: ConvGeometry, groups: int):
         bias = np.ascontiguousarray(bias)
     n = x5.shape[0]
     f = w5.shape[0]
+    if _winograd.enabled() and _winograd.eligible(geom, x5.dtype, groups, x.shape, weight.shape):
+        with blas_single_threaded() as single:  # 3x3 stride 1, float32: see _winograd.py
+            return _winograd.conv_winograd(x, weight, bias, geom, single)
     out = np.empty((n, f, *geo[12:]), x5.dtype)
     if f // groups <= DIRECT_MAX_FILTERS_PER_GROUP:
         # No BLAS call: no limit to set (threadpoolctl cost ~10 us per call here).

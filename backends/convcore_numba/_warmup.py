@@ -34,6 +34,11 @@ def _exercise(dtype) -> None:
         y = _ops.conv(None, x, w, bias, geom, 1)
         y1 = _ops.conv(None, x, w1, bias, point, 1)
         yd = _ops.conv(None, x, wd, None if bias is None else bias[:2], geom, 2)
+    if np.dtype(dtype) == np.float32:  # the default Winograd kernels (float32 only)
+        from . import _winograd
+
+        xw = rng.standard_normal((1, 8, 6, 6)).astype(dtype)
+        _winograd.conv_winograd(xw, w.repeat(4, axis=1), b, geom, tile=_winograd.TILE)
     _ops.conv_backward(None, y, x, w, geom, 1)
     _ops.conv_backward(None, y1, x, w1, point, 1)
     _ops.conv_backward(None, yd, x, wd, geom, 2)  # direct backward
@@ -75,9 +80,13 @@ def _exercise_data_movement(dtype) -> None:
 
 
 def _kernels():
-    from . import _kernels, _pool
+    from . import _kernels, _pool, _winograd
 
-    return [getattr(_kernels, name) for name in _kernels.__all__] + list(_pool.KERNELS)
+    return [
+        *(getattr(_kernels, name) for name in _kernels.__all__),
+        *_pool.KERNELS,
+        *_winograd.warmup_kernels(),
+    ]
 
 
 def warmup(dtypes=_FLOATS) -> dict[str, float]:
