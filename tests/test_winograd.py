@@ -369,3 +369,85 @@ def test_benchmark_script_runs(tmp_path):
     records = json.loads(out.read_text())["records"]
     assert {r["impl"] for r in records} == {"im2col", "wino2"}
     assert all(r["median_s"] > 0 and r["error"] < 1e-5 for r in records)
+
+
+# ---------------------------------------------------------------- dx in the backward
+
+
+@pytest.fixture
+def small_dx_threshold(monkeypatch):
+    """The backward's Winograd dx from small layers on (the tests' shapes stay small)."""
+    monkeypatch.setattr(_ops, "WINOGRAD_DX_MIN_TILES", 1)
+    monkeypatch.setattr(_ops, "WINOGRAD_DX_MIN_CHANNELS", 8)
+    monkeypatch.delenv("CONVCORE_NUMBA_WINOGRAD", raising=False)
+
+
+def _backward_reference(g, x, wt, pad):
+    f64 = [a.astype(np.float64) for a in (g, x, wt)]
+    return naive.conv_backward(*f64, (1, 1), pad, (1, 1), 1)
+
+
+@pytest.mark.parametrize(
+    ("shape", "pad", "dx_pad"),
+    [
+        ((3, 16, 9, 11, 24), (1, 1, 1, 1), (1, 1, 1, 1)),
+        ((4, 12, 10, 7, 16), (1, 2, 2, 1), (1, 0, 0, 1)),
+        ((8, 16, 6, 6, 16), (2, 2, 2, 2), (0, 0, 0, 0)),
+    ],
+    ids=["pad1", "asymmetric", "pad2"],
+)
+def test_backward_dx_by_winograd_matches_the_oracle(
+    shape, pad, dx_pad, small_dx_threshold, winograd_calls
+):
+    """dx = conv(grad_out, flip(W)^T) with padding 2 - p on the Winograd path; dw, db
+    by the GEMM path; all three against the float64 loop oracle."""
+    n, c, h, w, f = shape
+    x, wt, _ = _arrays(n, c, h, w, f, seed=8)
+    opts = dict(padding=((pad[0], pad[1]), (pad[2], pad[3])))
+    geom = conv_geometry((h, w), (3, 3), padding=pad)
+    g = np.random.default_rng(9).standard_normal((n, f, *geom.output_size)).astype(np.float32)
+    dx, dw, db = convcore.conv2d_backward(g, x, wt, backend="numba", **opts)
+    assert [tuple(call.padding) for call in winograd_calls] == [dx_pad]
+    ref_dx, ref_dw, ref_db = _backward_reference(g, x, wt, pad)
+    _assert_within(dx, ref_dx, 2)
+    _assert_within(dw, ref_dw, 2)
+    _assert_within(db, ref_db, 2)
+
+
+def test_backward_dx_by_winograd_only_where_eligible(small_dx_threshold, winograd_calls):
+    x, wt, _ = _arrays(4, 16, 8, 8, 16, seed=10)  # 64 tiles: _winograd.MIN_TILES
+    g = np.ones((4, 16, 8, 8), np.float32)
+    convcore.conv2d_backward(g, x, wt, padding=1, backend="numba")
+    assert len(winograd_calls) == 1
+    g0 = np.ones((4, 16, 6, 6), np.float32)
+    convcore.conv2d_backward(g0, x, wt, padding=0, backend="numba")  # dx padding 2: no
+    f64 = [a.astype(np.float64) for a in (g, x, wt)]
+    convcore.conv2d_backward(*f64, padding=1, backend="numba")
+    assert len(winograd_calls) == 1
+
+
+def test_backward_dx_threshold_and_switch(winograd_calls, monkeypatch):
+    """Below WINOGRAD_DX_MIN_TILES, and with CONVCORE_NUMBA_WINOGRAD=0, dx is im2col's."""
+    monkeypatch.delenv("CONVCORE_NUMBA_WINOGRAD", raising=False)
+    x, wt, _ = _arrays(2, 32, 8, 8, 32, seed=11)
+    g = np.random.default_rng(12).standard_normal((2, 32, 8, 8)).astype(np.float32)
+    small = convcore.conv2d_backward(g, x, wt, padding=1, backend="numba")
+    assert winograd_calls == []  # 32 tiles
+    monkeypatch.setattr(_ops, "WINOGRAD_DX_MIN_TILES", 1)
+    monkeypatch.setenv("CONVCORE_NUMBA_WINOGRAD", "0")
+    off = convcore.conv2d_backward(g, x, wt, padding=1, backend="numba")
+    assert winograd_calls == []
+    for a, b in zip(small, off):
+        assert np.array_equal(a, b)
+
+
+def test_backward_dx_by_winograd_is_bitwise_identical_for_one_and_two_threads(
+    small_dx_threshold, small_items, two_threads
+):
+    x, wt, _ = _arrays(3, 16, 13, 12, 24, seed=13)
+    g = np.random.default_rng(14).standard_normal((3, 24, 13, 12)).astype(np.float32)
+    two = convcore.conv2d_backward(g, x, wt, padding=1, backend="numba")
+    numba.set_num_threads(1)
+    one = convcore.conv2d_backward(g, x, wt, padding=1, backend="numba")
+    for a, b in zip(two, one):
+        assert a.tobytes() == b.tobytes()
