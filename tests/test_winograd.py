@@ -377,7 +377,7 @@ def test_benchmark_script_runs(tmp_path):
 @pytest.fixture
 def small_dx_threshold(monkeypatch):
     """The backward's Winograd dx from small layers on (the tests' shapes stay small)."""
-    monkeypatch.setattr(_ops, "WINOGRAD_DX_MIN_TILES", 1)
+    monkeypatch.setattr(_ops, "WINOGRAD_DX_MIN_WORK", 1)
     monkeypatch.setattr(_ops, "WINOGRAD_DX_MIN_CHANNELS", 8)
     monkeypatch.delenv("CONVCORE_NUMBA_WINOGRAD", raising=False)
 
@@ -427,13 +427,13 @@ def test_backward_dx_by_winograd_only_where_eligible(small_dx_threshold, winogra
 
 
 def test_backward_dx_threshold_and_switch(winograd_calls, monkeypatch):
-    """Below WINOGRAD_DX_MIN_TILES, and with CONVCORE_NUMBA_WINOGRAD=0, dx is im2col's."""
+    """Below WINOGRAD_DX_MIN_WORK, and with CONVCORE_NUMBA_WINOGRAD=0, dx is im2col's."""
     monkeypatch.delenv("CONVCORE_NUMBA_WINOGRAD", raising=False)
     x, wt, _ = _arrays(2, 32, 8, 8, 32, seed=11)
     g = np.random.default_rng(12).standard_normal((2, 32, 8, 8)).astype(np.float32)
     small = convcore.conv2d_backward(g, x, wt, padding=1, backend="numba")
-    assert winograd_calls == []  # 32 tiles
-    monkeypatch.setattr(_ops, "WINOGRAD_DX_MIN_TILES", 1)
+    assert winograd_calls == []  # 32 tiles of 32 channels
+    monkeypatch.setattr(_ops, "WINOGRAD_DX_MIN_WORK", 1)
     monkeypatch.setenv("CONVCORE_NUMBA_WINOGRAD", "0")
     off = convcore.conv2d_backward(g, x, wt, padding=1, backend="numba")
     assert winograd_calls == []

@@ -110,13 +110,15 @@ BACKWARD_CHANNEL_BLOCK_FACTOR = 2
 
 
 #: The backward of a 3x3 stride-1 float32 layer computes ``dx`` by the Winograd
-#: forward (:mod:`._winograd`) from this many 2x2 tiles of ``dx`` and this many
-#: channels and filters on; below, im2col + GEMM, whose columns the ``dw`` GEMM
-#: has built anyway, is faster.  Measured (2 threads, whole backward, time with
-#: Winograd ``dx`` against without): N=8 C=64 56x56 F=64 (6272 tiles) 0.74-0.82,
-#: N=16 C=64 32x32 F=64 (4096) 0.80-0.87, N=64 C=32 16x16 F=64 (4096) 0.85-1.0;
-#: 512-2048 tiles 1.1-2x slower, 128 tiles (N=32 C=8 4x4 F=16) 1.35x slower.
-WINOGRAD_DX_MIN_TILES = 4096
+#: forward (:mod:`._winograd`) when its channels and filters are at least
+#: :data:`WINOGRAD_DX_MIN_CHANNELS` and ``tiles * min(C, F)`` (2x2 tiles of ``dx``)
+#: at least :data:`WINOGRAD_DX_MIN_WORK`; below, im2col + GEMM, whose columns the
+#: ``dw`` GEMM has built anyway, is as fast.  Measured (2 threads, quiet, whole
+#: backward with Winograd ``dx`` against without): N=8 C=64 56x56 F=64 0.83,
+#: N=16 C=64 32x32 F=64 0.78, N=64 C=32 16x16 F=64 0.86, 1024-2048 tiles with 32-64
+#: channels 0.86-0.94, 392 tiles with 128-256 channels 0.86-0.88; 512 tiles with 32
+#: channels 0.97-1.04, 16 channels 0.95-1.00.
+WINOGRAD_DX_MIN_WORK = 32 * 1024
 WINOGRAD_DX_MIN_CHANNELS = 32
 
 
@@ -568,7 +570,8 @@ def _winograd_dx_geometry(geom: ConvGeometry, dtype, groups: int, go_shape, w_sh
         return None
     ho, wo = dx_geom.output_size
     tiles = go_shape[0] * -(-ho // 2) * -(-wo // 2)
-    if tiles < WINOGRAD_DX_MIN_TILES or min(w_shape[:2]) < WINOGRAD_DX_MIN_CHANNELS:
+    channels = min(w_shape[:2])
+    if channels < WINOGRAD_DX_MIN_CHANNELS or tiles * channels < WINOGRAD_DX_MIN_WORK:
         return None
     dx_weights = (w_shape[1], w_shape[0], 3, 3)
     return dx_geom if _winograd.eligible(dx_geom, dtype, 1, go_shape, dx_weights) else None
