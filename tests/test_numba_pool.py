@@ -247,3 +247,29 @@ def test_padding_modes_and_channels_last_go_through_the_kernels(no_columns):
         gf = np.ascontiguousarray(np.moveaxis(g, -1, 1))
         want = convcore.max_pool2d_backward(gf, first, backend="numpy", **kw)
         np.testing.assert_allclose(np.moveaxis(dx, -1, 1), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 7, 9), (1, 2, 2, 2)])
+def test_2x2_kernel_equals_the_general_one(shape, monkeypatch):
+    """The 2x2 / stride-2 kernel (taken, checked by a spy) gives the general kernel's
+    values and indices exactly: ties, NaN, -inf, odd sizes (the last row or column
+    unread)."""
+    from convcore.geometry import pool_geometry
+
+    x = _special(shape, np.float32)
+    geom = pool_geometry(shape[2:], 2)
+    assert _pool._is_2x2(geom)
+    taken = []
+    original = _pool._max2x2_block
+    monkeypatch.setattr(_pool, "_max2x2_block", lambda *a: (taken.append(1), original(*a))[1])
+    out, index = _pool.max_pool(None, x, geom, True)
+    assert taken
+    planes, L = shape[0] * shape[1], geom.output_numel
+    want, want_index = np.empty((planes, L), np.float32), np.empty((planes, L), np.int64)
+    x2 = x.reshape(planes, -1)
+    _pool._max_block(x2, 0, planes, _pool._geo(geom), (1, *shape[2:]), want, want_index, True)
+    np.testing.assert_array_equal(out.reshape(planes, L), want)
+    np.testing.assert_array_equal(index.reshape(planes, L), want_index)
+    for other in (dict(stride=1), dict(padding=1), dict(dilation=2)):
+        assert not _pool._is_2x2(pool_geometry((8, 8), 2, **other))
+    assert not _pool._is_2x2(pool_geometry((7, 9), 2, ceil_mode=True))  # the overhang
