@@ -8,6 +8,12 @@ the image with the backend's col2im.  That sum is a gather on every backend,
 so the gradients are deterministic: no atomics, no scatter with duplicate
 indices.
 
+A backend may instead implement the operators itself
+(:data:`convcore._registry.OPERATOR_KERNELS`; the ``numba`` backend does): the
+plan then calls its kernel with the validated, channels-first, padded input,
+and ``max_pool_backward`` can take the forward's ``indices`` instead of
+recomputing the winners.
+
 The operators go the convolution's way: arguments validated by
 :mod:`convcore._validation`, windows resolved by
 :func:`convcore.geometry.pool_geometry`, a channels-first view of ``layout``'s
