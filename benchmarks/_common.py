@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ __all__ = [
     "Layer",
     "gemm_peak",
     "median",
+    "positive_int",
     "other_load",
     "timeit",
     "timeit_burst_quiet",
@@ -145,3 +147,11 @@ def timeit_burst_quiet(
         return median([timeit(func) for _ in range(burst)][settle:])
 
     return _quiet(measure, pause, max_other, tries)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value

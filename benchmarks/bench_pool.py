@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from _common import median
+from _common import median, positive_int
 
 import convcore
 
@@ -113,13 +113,6 @@ def run_case(case, args, torch, out=print) -> dict[str, list[float]]:
     return times
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _backends(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     known = {b.name for b in convcore.available_backends()}
@@ -134,9 +127,9 @@ def _backends(text: str) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=_positive, default=9)
-    parser.add_argument("--calls", type=_positive, default=20)
-    parser.add_argument("--threads", type=_positive, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=positive_int, default=9)
+    parser.add_argument("--calls", type=positive_int, default=20)
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1)
     parser.add_argument("--pause", type=float, default=0.2)
     parser.add_argument("--backends", type=_backends, default=["numba", "numpy"])
     parser.add_argument("--no-torch", action="store_true")

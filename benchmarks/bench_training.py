@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "examples"))
 
-from _common import median  # noqa: E402
+from _common import median, positive_int  # noqa: E402
 from train_digits import (  # noqa: E402
     SGD,
     Dense,
@@ -281,25 +281,18 @@ def _nets(text: str) -> list[str]:
     return names
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", type=_nets, default=list(NETS))
     parser.add_argument("--impls", type=_impls, default=["auto", "numpy", "torch"])
-    parser.add_argument("--repeat", type=_positive, default=7)
+    parser.add_argument("--repeat", type=positive_int, default=7)
     parser.add_argument("--warm", type=int, default=1)
-    parser.add_argument("--threads", type=_positive, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1)
     parser.add_argument(
-        "--blas-threads", type=_positive, default=1, help="NumPy's BLAS threads (not torch's)"
+        "--blas-threads", type=positive_int, default=1, help="NumPy's BLAS threads (not torch's)"
     )
-    parser.add_argument("--images", type=_positive, default=1024, help="cifar net's images")
-    parser.add_argument("--limit", type=_positive, default=None, help="use only N images")
+    parser.add_argument("--images", type=positive_int, default=1024, help="cifar net's images")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use only N images")
     parser.add_argument("--pause", type=float, default=0.2)
     args = parser.parse_args(argv)
     torch = None

@@ -222,6 +222,18 @@ def _namespace(name: str) -> Namespace:
     return Namespace(name, importlib.import_module(dict(NAMESPACES)[name]))
 
 
+@pytest.fixture
+def two_threads():
+    """Numba's threads set to 2 for the test (and put back); a skip where it has fewer."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("NUMBA_NUM_THREADS < 2: cannot compare thread counts")
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    yield
+    numba.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def np_ns():
     """The NumPy namespace alone, for tests that are about backends, not namespaces."""

@@ -90,16 +90,6 @@ def force_parallel(monkeypatch):
 
 
 @pytest.fixture
-def two_threads():
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("NUMBA_NUM_THREADS < 2: cannot compare thread counts")
-    before = numba.get_num_threads()
-    numba.set_num_threads(2)
-    yield
-    numba.set_num_threads(before)
-
-
-@pytest.fixture
 def item_threads(monkeypatch):
     """Record, per ``run_items`` call, the thread count asked for and the threads that ran."""
     calls = []

@@ -87,16 +87,6 @@ def small_items(monkeypatch):
 
 
 @pytest.fixture
-def two_threads():
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("NUMBA_NUM_THREADS < 2: cannot compare thread counts")
-    before = numba.get_num_threads()
-    numba.set_num_threads(2)
-    yield
-    numba.set_num_threads(before)
-
-
-@pytest.fixture
 def winograd_calls(monkeypatch):
     """Count the calls of ``_winograd.conv_winograd`` (the path ``_ops.conv`` takes)."""
     calls = []
