@@ -596,7 +596,8 @@ def _run_conv(
     xp, geom, groups, lay, xf, weight, bias, _ = _conv_setup(
         func, x, weight, bias, groups, stride, padding, dilation, layout, nd
     )
-    plan = select("conv", xp, xf, backend, geom.nd)
+    shapes = (tuple(xf.shape), tuple(weight.shape), geom, groups)
+    plan = select("conv", xp, xf, backend, geom.nd, prefer=shapes)
     n, f = xf.shape[0], weight.shape[0]
     if n == 0:
         return lay.from_first(xp, zeros(xp, (0, f, *geom.output_size), xf))

@@ -158,6 +158,12 @@ _NAMES: dict = {}
 
 
 def choose(op: str, xp, ref, backend: str | None, nd: int = 2):
+    """The backend that runs ``op`` on ``ref`` and its :class:`Support` (see :func:`_choose`)."""
+    name, support, _ = _choose(op, xp, ref, backend, nd)
+    return name, support
+
+
+def _choose(op: str, xp, ref, backend: str | None, nd: int = 2):
     """The backend that runs ``op`` on ``ref`` and its :class:`Support`, loading no kernels.
 
     Follows the selection chain (keyword, context, :func:`convcore.set_backend`,
@@ -187,8 +193,8 @@ def choose(op: str, xp, ref, backend: str | None, nd: int = 2):
             support = registry.spec(candidate).supports(op, **criteria)
             reason = support.reason or registry.unavailable_reason(candidate)
             if reason is None:
-                memo[key] = (candidate, support)
-                return candidate, support
+                memo[key] = (candidate, support, True)
+                return candidate, support, True
             declined.append(f"{candidate}: {reason}")
         raise BackendCapabilityError(
             f"no backend can run {_describe(op, criteria)}; " + "; ".join(declined)
@@ -205,14 +211,44 @@ def choose(op: str, xp, ref, backend: str | None, nd: int = 2):
             f"{_describe(op, criteria)}: {support.reason}"
             f"{per_namespace_hint(name, source, xp_name)}"
         )
-    memo[key] = (name, support)
-    return name, support
+    memo[key] = (name, support, False)
+    return name, support, False
 
 
-def select(op: str, xp, ref, backend: str | None, nd: int = 2) -> Plan:
-    """The :class:`Plan` for running ``op`` (an op or a derived operator) on ``ref``."""
-    name, support = choose(op, xp, ref, backend, nd)
+def _preferred(registry, op: str, xp, ref, name: str, nd: int):
+    """``(name, support)`` when backend ``name`` is registered, available and supports
+    ``op`` on ``ref``, else None (memoized like :func:`choose`)."""
+    xp_name, device, dtype = _criteria(xp, ref)
+    key = ("prefer", name, op, xp_name, device, dtype, nd)
+    memo = registry.memo
+    if key in memo:
+        return memo[key]
+    found = None
+    if name in registry.names() and registry.unavailable_reason(name) is None:
+        criteria = {"namespace": xp_name, "device": device, "dtype": dtype, "nd": nd}
+        support = registry.spec(name).supports(op, **criteria)
+        if support:
+            found = (name, support)
+    memo[key] = found
+    return found
+
+
+def select(op: str, xp, ref, backend: str | None, nd: int = 2, *, prefer=None) -> Plan:
+    """The :class:`Plan` for running ``op`` (an op or a derived operator) on ``ref``.
+
+    ``prefer`` is ``(x_shape, weight_shape, geom, groups)`` of a convolution: when
+    ``auto`` chose the backend, its ``BackendSpec.auto_prefers`` may hand the call
+    to a backend that measured faster on such shapes.
+    """
+    name, support, by_auto = _choose(op, xp, ref, backend, nd)
     registry = get_registry()
+    if by_auto and prefer is not None:
+        hook = registry.spec(name).auto_prefers
+        other = None if hook is None else hook(op, *prefer)
+        if other is not None and other != name:
+            found = _preferred(registry, op, xp, ref, other, nd)
+            if found is not None:
+                name, support = found
     key = ("plan", name, support)
     plan = registry.memo.get(key)
     if plan is None:

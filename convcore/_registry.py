@@ -171,6 +171,15 @@ class BackendSpec:
         of on first use, and report what it did (step name to seconds, or to a
         count or a note).  ``convcore warmup`` calls it; None when there is
         nothing to prepare.
+    auto_prefers : callable or None
+        ``auto_prefers(op, x_shape, weight_shape, geom, groups) -> str | None``:
+        asked when ``auto`` chose this backend for a convolution forward
+        (``op="conv"``; ``x_shape`` and ``weight_shape`` channels first, ``geom``
+        the resolved geometry), the name of another backend that measured faster
+        on such a call, or None.  The other backend runs the call if it is
+        available and supports it; otherwise this one does.  A backend named by
+        the caller (``backend=``, the context, the variable, the files) is never
+        replaced.
     """
 
     name: str
@@ -186,13 +195,14 @@ class BackendSpec:
     spatial_dims: frozenset[int] | None = frozenset({2})
     op_dtypes: Mapping[str, frozenset[str]] | None = None
     warmup: Callable[[Sequence[str]], Mapping[str, float | int | str]] | None = None
+    auto_prefers: Callable[..., str | None] | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"BackendSpec.name must be an identifier, got {self.name!r}")
         if self.name == "auto":
             raise ValueError("BackendSpec.name 'auto' is reserved")
-        for attr in ("load", "check_available", "warmup"):
+        for attr in ("load", "check_available", "warmup", "auto_prefers"):
             value = getattr(self, attr)
             if (value is not None or attr == "load") and not callable(value):
                 raise TypeError(f"BackendSpec.{attr} must be callable, got {value!r}")

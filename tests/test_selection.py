@@ -724,3 +724,76 @@ def test_dispatch_follows_supports(isolated):
     with pytest.raises(convcore.BackendCapabilityError, match="'im2col', which max_pool needs"):
         convcore.max_pool2d(x, 2, backend="only_col2im")
     assert convcore.resolve_backend("avg_pool_backward", x, backend="only_col2im") == "only_col2im"
+
+
+# ---------------------------------------------------------------------------
+# auto by measurement: BackendSpec.auto_prefers
+# ---------------------------------------------------------------------------
+def _conv_calls(monkeypatch):
+    """Record which built-in backend's conv kernel runs (the registry is fresh per test)."""
+    calls = []
+    numba_ops = pytest.importorskip("convcore_numba._ops")
+    from convcore_numpy import _kernels as numpy_kernels
+
+    for name, module in (("numba", numba_ops), ("numpy", numpy_kernels)):
+        original = module.conv
+        monkeypatch.setattr(
+            module, "conv", lambda *a, _n=name, _o=original: (calls.append(_n), _o(*a))[1]
+        )
+    return calls
+
+
+def test_auto_runs_2d_pointwise_forwards_on_numpy(monkeypatch):
+    """The numba backend's measured rule: 2-D 1x1 ungrouped forwards go to numpy under
+    auto; everything else, and any backend the caller names, stays where it was."""
+    calls = _conv_calls(monkeypatch)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 8, 6, 7)).astype(np.float32)
+    w1 = rng.standard_normal((4, 8, 1, 1)).astype(np.float32)
+    w3 = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    want = expected_conv(x.astype(np.float64), w1.astype(np.float64))
+    np.testing.assert_allclose(convcore.conv2d(x, w1), want, rtol=1e-5, atol=1e-5)
+    assert calls == ["numpy"]
+    convcore.conv2d(x, w3, padding=1)  # 3x3: numba
+    convcore.conv2d(x, w1, padding=1)  # padded: not pointwise
+    convcore.conv2d(x, rng.standard_normal((4, 4, 1, 1)).astype(np.float32), groups=2)
+    convcore.conv1d(x[:, :, 0], w1[:, :, 0])  # 1-D: not measured, stays
+    convcore.conv2d(x, w1, backend="numba")  # named: never replaced
+    with convcore.use_backend("numba"):
+        convcore.conv2d(x, w1)
+    monkeypatch.setenv("CONVCORE_BACKEND", "numba")
+    convcore.conv2d(x, w1)
+    assert calls == ["numpy"] + ["numba"] * 7
+    assert convcore.resolve_backend("conv", x) == "numba"  # it sees no weight
+
+
+def test_auto_prefers_an_unusable_backend_keeps_the_choice(monkeypatch):
+    """A preference for a backend that is unknown, unavailable or cannot run the call is
+    ignored: the backend auto chose runs it, with no error."""
+    from convcore import _portable
+
+    log = []
+    for target in ("no_such_backend", "picky"):
+        monkeypatch.setattr(registry_module, "_registry", None)
+        convcore.register_backend(
+            convcore.BackendSpec(
+                name="picky",
+                load=lambda: {"conv": _portable.conv},
+                ops={"conv"},
+                namespaces={"array_api_strict"},  # cannot run NumPy arrays
+            )
+        )
+        convcore.register_backend(
+            convcore.BackendSpec(
+                name="eager",
+                load=lambda: {"conv": lambda *a: (log.append("eager"), _portable.conv(*a))[1]},
+                ops={"conv"},
+                namespaces={"numpy"},
+                priority=99,
+                auto_prefers=lambda op, xs, ws, geom, groups, _t=target: _t,
+            )
+        )
+        convcore.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)))
+    assert log == ["eager", "eager"]
+    with pytest.raises(TypeError, match="auto_prefers must be callable"):
+        convcore.BackendSpec(name="bad", load=dict, ops={"conv"}, auto_prefers="numpy")

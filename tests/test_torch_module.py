@@ -422,8 +422,8 @@ def test_backend_keyword_runs_the_numpy_backends(monkeypatch, backend):
     chosen = []
     real = convcore._api.select
 
-    def spy(op, xp, ref, backend, nd=2):
-        plan = real(op, xp, ref, backend, nd)
+    def spy(op, xp, ref, backend, nd=2, **kwargs):
+        plan = real(op, xp, ref, backend, nd, **kwargs)
         chosen.append((op, plan.name))
         return plan
 
@@ -440,8 +440,8 @@ def test_auto_runs_the_numpy_backend_not_array_api(monkeypatch):
     chosen = []
     real = convcore._api.select
 
-    def spy(op, xp, ref, backend, nd=2):
-        plan = real(op, xp, ref, backend, nd)
+    def spy(op, xp, ref, backend, nd=2, **kwargs):
+        plan = real(op, xp, ref, backend, nd, **kwargs)
         chosen.append(plan.name)
         return plan
 
@@ -457,8 +457,8 @@ def test_backward_uses_the_backend_of_the_forward_context(monkeypatch):
     chosen = []
     real = convcore._api.select
 
-    def spy(op, xp, ref, backend, nd=2):
-        plan = real(op, xp, ref, backend, nd)
+    def spy(op, xp, ref, backend, nd=2, **kwargs):
+        plan = real(op, xp, ref, backend, nd, **kwargs)
         chosen.append(plan.name)
         return plan
 

@@ -102,6 +102,17 @@ def _spec_warmup(dtypes) -> dict[str, float | int]:
     return report
 
 
+def _auto_prefers(op, x_shape, weight_shape, geom, groups) -> str | None:
+    """Under ``auto``: 2-D pointwise (1x1, stride 1, no padding) ungrouped forwards go
+    to ``numpy``, whose GEMMs on all cores measured faster than the per-item
+    single-threaded GEMMs here (numba / numpy 0.97-2.03, eight layers from
+    4x8x8x8 to 8x64x56x56 and 8x256x7x7, 2026-12-04; docs/benchmarks.md).  1-D and
+    3-D were not measured: they stay here."""
+    if op == "conv" and groups == 1 and geom.nd == 2 and geom.is_pointwise:
+        return "numpy"
+    return None
+
+
 @hookimpl
 def convcore_register_backends(register):
     """Register the ``numba`` backend (NumPy arrays on the CPU, float32/float64, 1-3-D)."""
@@ -127,5 +138,6 @@ def convcore_register_backends(register):
             ),
             check_available=_check_available,
             warmup=_spec_warmup,
+            auto_prefers=_auto_prefers,
         )
     )
