@@ -39,23 +39,13 @@ IDS = [f"{nd}d-{i}" for i, (nd, _, _) in enumerate(CASES)]
 
 
 def _ops_of(nd):
-    fwd = {1: convcore.max_pool1d, 2: convcore.max_pool2d, 3: convcore.max_pool3d}[nd]
-    bwd = {
-        1: convcore.max_pool1d_backward,
-        2: convcore.max_pool2d_backward,
-        3: convcore.max_pool3d_backward,
-    }[nd]
-    return fwd, bwd
+    """``(forward, backward)`` of max pooling with ``nd`` spatial axes."""
+    return getattr(convcore, f"max_pool{nd}d"), getattr(convcore, f"max_pool{nd}d_backward")
 
 
 def _avg_ops_of(nd):
-    fwd = {1: convcore.avg_pool1d, 2: convcore.avg_pool2d, 3: convcore.avg_pool3d}[nd]
-    bwd = {
-        1: convcore.avg_pool1d_backward,
-        2: convcore.avg_pool2d_backward,
-        3: convcore.avg_pool3d_backward,
-    }[nd]
-    return fwd, bwd
+    """``(forward, backward)`` of average pooling with ``nd`` spatial axes."""
+    return getattr(convcore, f"avg_pool{nd}d"), getattr(convcore, f"avg_pool{nd}d_backward")
 
 
 def _oracle_geometry(nd, opts):

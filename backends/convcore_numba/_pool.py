@@ -10,9 +10,9 @@ the windows in place instead:
   when it is greater than the best so far or NaN, so the first maximum or the
   last NaN; taps in the padding never win; a window with no tap inside the
   image gets ``-inf`` and the index -1).
-* ``max_pool_backward``: the same scan finds each window's winner and adds the
-  window's gradient to it (windows in C order, so overlapping windows add in a
-  fixed order).
+* ``max_pool_backward``: each window's gradient added at its winner (the
+  forward's indices, or the same scan run again), windows in C order, so
+  overlapping windows add in a fixed order.
 * ``avg_pool`` / ``avg_pool_backward``: sums over the taps inside the image
   (the padding holds zeros) divided by the divisor the core computed per
   window (``count_include_pad``, ``divisor_override`` and ``ceil_mode`` rules
@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
-from ._threads import run_items
+from ._ops import _geo
+from ._threads import num_threads, run_items
 
 if TYPE_CHECKING:
     from convcore.geometry import ConvGeometry
@@ -182,28 +183,6 @@ def _max2x2_block(x, p0, p1, H, W, ho, wo, out, index):
 
 
 @nb.njit(**_SERIAL)
-def _max_backward_block(x, grad, p0, p1, geo, dims, dx):
-    """``dx`` ``(P, D*H*W)`` of planes ``[p0, p1)``: each window's gradient on its winner."""
-    kd, kh, kw, sw, pw, dw = geo[0], geo[1], geo[2], geo[5], geo[8], geo[11]
-    do, ho, wo = geo[12], geo[13], geo[14]
-    D, H, W = dims
-    rows = np.empty(kd * kh, np.int64)
-    lo_w, hi_w = _interior(pw, sw, kw, dw, W, wo)
-    for p in range(p0, p1):
-        dx[p, :] = 0
-        w = 0
-        for od in range(do):
-            for oh in range(ho):
-                n = _rows(od, oh, geo, D, H, W, rows)
-                for ow in range(wo):
-                    x0, j0, j1 = _window_taps(ow, geo, W, lo_w, hi_w)
-                    win = _argmax(x, p, rows, n, x0, j0, j1, dw)
-                    if win >= 0:
-                        dx[p, win] += grad[p, w]
-                    w += 1
-
-
-@nb.njit(**_SERIAL)
 def _scatter_block(grad, index, p0, p1, dx):
     """``dx`` ``(P, D*H*W)`` of planes ``[p0, p1)``: ``grad`` added at ``index`` (-1: none)."""
     for p in range(p0, p1):
@@ -268,7 +247,6 @@ def _avg_backward_block(grad, p0, p1, geo, dims, divisor, dx):
 KERNELS = (
     _max_block,
     _max2x2_block,
-    _max_backward_block,
     _scatter_block,
     _avg_block,
     _avg_backward_block,
@@ -276,12 +254,6 @@ KERNELS = (
 
 
 # --------------------------------------------------------------------------- drivers
-
-
-def _geo(geom: ConvGeometry):
-    from ._ops import _geo as conv_geo
-
-    return conv_geo(geom)
 
 
 def _planes(a):
@@ -304,7 +276,6 @@ def _run(kernel_item, planes: int, plane_elements: int, taps: float) -> None:
     if taps < _PARALLEL_MIN_TAPS or len(starts) == 1:
         kernel_item(0, planes)
         return
-    from ._ops import num_threads
 
     def item(worker, idx):
         p0 = starts[idx]
@@ -369,31 +340,24 @@ def max_pool(xp, x, geom: ConvGeometry, return_indices: bool):
 def max_pool_backward(xp, grad_out, x, geom: ConvGeometry, indices=None):
     """Gradient of :func:`max_pool` with respect to ``x``: each window's on its winner.
 
-    The winners are recomputed from ``x``, or taken from ``indices`` (flat
-    indices into the planes of ``x``, checked by the core to lie in
-    ``[-1, plane)``), which needs one pass over the output only.
+    The winners come from ``indices`` (flat indices into the planes of ``x``,
+    checked by the core to lie in ``[-1, plane)``) or, without them, from
+    :func:`max_pool`'s scan of ``x``; then one pass over the output adds every
+    window's gradient at its winner, windows in C order.
     """
-    geo = _geo(geom)
     n, c = x.shape[:2]
     planes, L = n * c, geom.output_numel
     plane = prod(geom.input_size)
+    if indices is None:
+        _, indices = max_pool(xp, x, geom, True)
+    index = np.ascontiguousarray(indices, dtype=np.int64).reshape(planes, L)
     grad = np.ascontiguousarray(grad_out, dtype=x.dtype).reshape(planes, L)
     dx = np.empty((planes, plane), x.dtype)
-    if indices is not None:
-        index = np.ascontiguousarray(indices, dtype=np.int64).reshape(planes, L)
-
-        def run(p0, p1):
-            _scatter_block(grad, index, p0, p1, dx)
-
-        _run(run, planes, plane, float(planes) * (L + plane))
-        return dx.reshape((n, c, *geom.input_size))
-    x4 = _planes(x)
-    dims = _dims(geom)
 
     def run(p0, p1):
-        _max_backward_block(x4, grad, p0, p1, geo, dims, dx)
+        _scatter_block(grad, index, p0, p1, dx)
 
-    _run(run, planes, plane, float(planes) * L * geom.kernel_numel)
+    _run(run, planes, plane, float(planes) * (L + plane))
     return dx.reshape((n, c, *geom.input_size))
 
 
